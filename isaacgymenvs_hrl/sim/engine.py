@@ -1,0 +1,127 @@
+"""The one physics interface every task talks to.
+
+An engine holds N copies of one MJCF scene and shows their state as batched torch tensors on
+``device``. Two implementations share it: C MuJoCo stepped by a thread pool (``mujoco``) and
+MuJoCo Warp (``mjwarp``). Tasks never import either library directly.
+
+Timing conventions (same on both backends, they come from MuJoCo itself):
+- ``step(n)`` advances every env by n physics steps of ``model.opt.timestep`` with ``ctrl`` held.
+- ``qpos``/``qvel`` are the state after the last step.
+- ``sensordata`` is what MuJoCo computed inside the last ``mj_step``, i.e. before its
+  integration: one physics step older than ``qpos``. After ``reset_envs`` it stays stale for the
+  reset envs until the next ``step`` or ``forward``.
+- ``forward()`` recomputes sensors and body/site poses from the current state for all envs.
+Quaternions are MuJoCo's (w, x, y, z).
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+import torch
+
+
+class SimError(RuntimeError):
+    """A configuration or state problem in the physics layer, with its fix in the message."""
+
+
+# Per-env model parameters that tasks and domain randomization may change, with their
+# MjModel field names. Each is stored as (N, *field_shape) per env.
+RANDOMIZABLE_FIELDS = (
+    "geom_friction",      # (ngeom, 3) sliding, torsional, rolling
+    "body_mass",          # (nbody,)
+    "body_inertia",       # (nbody, 3)
+    "dof_damping",        # (nv,)
+    "dof_armature",       # (nv,)
+    "dof_frictionloss",   # (nv,)
+    "jnt_stiffness",      # (njnt,)
+    "actuator_gainprm",   # (nu, 10) gain parameters; [:, 0] is kp / gear scale
+    "actuator_biasprm",   # (nu, 10)
+    "geom_solref",        # (ngeom, 2)
+)
+
+
+@dataclass(frozen=True)
+class SimParams:
+    """Physics settings read from a task's ``sim`` config block."""
+
+    dt: float               # seconds per ``simulate()``; IsaacGymEnvs' sim.dt
+    substeps: int           # MuJoCo steps per ``simulate()``: timestep = dt / substeps
+    gravity: tuple = (0.0, 0.0, -9.81)
+    num_threads: int = 0    # CPU threads of the mujoco backend; 0 = all cores
+
+    @property
+    def timestep(self) -> float:
+        return self.dt / self.substeps
+
+
+def load_mjcf(path: str, params: SimParams) -> mujoco.MjModel:
+    """Compile an MJCF file and apply the config's timestep and gravity to it."""
+    try:
+        model = mujoco.MjModel.from_xml_path(str(path))
+    except FileNotFoundError as exc:
+        raise SimError(f"MJCF file not found: {path}. Check the task's asset path "
+                       "(task.env.asset.assetFileName) or the assets/ folder of the install.") from exc
+    except ValueError as exc:
+        raise SimError(f"MuJoCo could not compile {path}: {exc}") from exc
+    if params.dt <= 0 or params.substeps < 1:
+        raise SimError(f"sim.dt must be > 0 and sim.substeps >= 1, got dt={params.dt}, "
+                       f"substeps={params.substeps}")
+    model.opt.timestep = params.timestep
+    model.opt.gravity[:] = params.gravity
+    return model
+
+
+class Engine(abc.ABC):
+    """Batched MuJoCo state as torch tensors; see the module docstring for timing."""
+
+    name: str
+    model: mujoco.MjModel      # host model, the same for every env unless a per-env field is set
+    num_envs: int
+    device: torch.device
+
+    qpos: torch.Tensor         # (N, nq) float32
+    qvel: torch.Tensor         # (N, nv) float32
+    ctrl: torch.Tensor         # (N, nu) float32, written by the task before ``step``
+    sensordata: torch.Tensor   # (N, nsensordata) float32
+
+    @abc.abstractmethod
+    def step(self, nsteps: int) -> None:
+        """Advance all envs by ``nsteps`` physics steps with ``ctrl`` held."""
+
+    @abc.abstractmethod
+    def reset_envs(self, env_ids: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
+        """Set the state of ``env_ids`` (actuator state and warm start cleared, time 0)."""
+
+    @abc.abstractmethod
+    def forward(self) -> None:
+        """Recompute sensors and the pose tensors below from the current state (all envs)."""
+
+    # Filled by ``forward``: (N, nbody, 3), (N, nbody, 4) wxyz, (N, nsite, 3), (N, nsite, 3, 3)
+    xpos: torch.Tensor
+    xquat: torch.Tensor
+    site_xpos: torch.Tensor
+    site_xmat: torch.Tensor
+
+    @abc.abstractmethod
+    def get_param(self, field: str) -> torch.Tensor:
+        """Per-env model parameter, (N, *shape) float32 on ``device``."""
+
+    @abc.abstractmethod
+    def set_param(self, field: str, env_ids: torch.Tensor, values: torch.Tensor) -> None:
+        """Write a per-env model parameter for ``env_ids``; values (len(env_ids), *shape)."""
+
+    def close(self) -> None:
+        """Release threads or device memory."""
+
+    # ---- helpers shared by the backends -------------------------------------------------
+    def _check_field(self, field: str) -> None:
+        if field not in RANDOMIZABLE_FIELDS:
+            raise SimError(f"model field '{field}' is not randomizable; choose one of "
+                           f"{', '.join(RANDOMIZABLE_FIELDS)}")
+
+    def default_field(self, field: str) -> np.ndarray:
+        self._check_field(field)
+        return np.asarray(getattr(self.model, field))

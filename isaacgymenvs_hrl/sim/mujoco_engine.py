@@ -1,0 +1,167 @@
+"""C MuJoCo backend: one MjData-sized state row per env, stepped by ``mujoco.rollout``'s thread pool.
+
+The whole batch of N envs x n steps runs inside one C++ call that releases the GIL, so the only
+Python work per control step is a few array copies. Each env's full physics state lives in one
+float64 row of ``_state``; the float32 torch tensors the tasks read are refreshed from it after
+every step. Per-env model parameters (randomization) switch the rollout to a list of per-env
+MjModel copies on first use.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import mujoco
+import numpy as np
+import torch
+from mujoco import rollout
+
+from .engine import Engine, SimError
+
+_FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
+
+
+def _state_offset(model: mujoco.MjModel, bit: int) -> int:
+    """Offset of one state component inside an mjSTATE_FULLPHYSICS vector."""
+    return mujoco.mj_stateSize(model, _FULL & (bit - 1))
+
+
+class MujocoEngine(Engine):
+    name = "mujoco"
+
+    def __init__(self, model: mujoco.MjModel, num_envs: int, device: str = "cpu", num_threads: int = 0):
+        self.model = model
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.num_threads = num_threads if num_threads > 0 else (os.cpu_count() or 1)
+        # nthread=1 would still hand work to a pool thread; 0 runs on the caller, which is cheaper.
+        self._pool = rollout.Rollout(nthread=0 if self.num_threads == 1 else self.num_threads)
+        self._datas = [mujoco.MjData(model) for _ in range(max(1, self.num_threads))]
+        self._models = [model] * num_envs
+        self._env_models: list[mujoco.MjModel] | None = None   # per-env copies, made on demand
+
+        nstate = mujoco.mj_stateSize(model, _FULL)
+        t = mujoco.mjtState
+        self._sl_time = _state_offset(model, t.mjSTATE_TIME.value)
+        q0 = _state_offset(model, t.mjSTATE_QPOS.value)
+        v0 = _state_offset(model, t.mjSTATE_QVEL.value)
+        a0 = _state_offset(model, t.mjSTATE_ACT.value)
+        self._sl_qpos = slice(q0, q0 + model.nq)
+        self._sl_qvel = slice(v0, v0 + model.nv)
+        self._sl_act = slice(a0, a0 + model.na)
+
+        data = mujoco.MjData(model)
+        mujoco.mj_forward(model, data)
+        row = np.empty(nstate)
+        mujoco.mj_getState(model, data, row, _FULL)
+        self._state = np.tile(row, (num_envs, 1))                      # (N, nstate) float64
+        self._nstep_alloc = 0
+        self._ctrl64 = self._state_out = self._sens_out = None
+
+        f32 = dict(dtype=torch.float32, device=self.device)
+        self.qpos = torch.zeros(num_envs, model.nq, **f32)
+        self.qvel = torch.zeros(num_envs, model.nv, **f32)
+        self.ctrl = torch.zeros(num_envs, model.nu, **f32)
+        self.sensordata = torch.tensor(np.tile(data.sensordata, (num_envs, 1)), **f32)
+        self.unstable = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+        self._forward_pool: ThreadPoolExecutor | None = None
+        self._refresh()
+
+    # ---- stepping -----------------------------------------------------------------------
+    def _alloc(self, nstep: int) -> None:
+        n, m = self.num_envs, self.model
+        self._ctrl64 = np.zeros((n, nstep, m.nu))
+        self._state_out = np.empty((n, nstep, self._state.shape[1]))
+        self._sens_out = np.empty((n, nstep, m.nsensordata))
+        self._nstep_alloc = nstep
+
+    def step(self, nsteps: int) -> None:
+        if nsteps != self._nstep_alloc:
+            self._alloc(nsteps)
+        self._ctrl64[:] = self.ctrl.detach().cpu().numpy()[:, None, :]
+        t_expected = self._state[:, self._sl_time] + nsteps * self.model.opt.timestep
+        self._pool.rollout(self._models, self._datas, self._state, self._ctrl64, skip_checks=True,
+                           nstep=nsteps, state=self._state_out, sensordata=self._sens_out)
+        self._state[:] = self._state_out[:, -1]
+        # MuJoCo resets an env's data when it diverges (bad qacc), which restarts its clock.
+        diverged = self._state[:, self._sl_time] < t_expected - 0.5 * self.model.opt.timestep
+        self._refresh(self._sens_out[:, -1])
+        self.unstable = torch.from_numpy(diverged).to(self.device) | ~torch.isfinite(self.qvel).all(-1)
+
+    def _refresh(self, sensordata: np.ndarray | None = None) -> None:
+        self.qpos.copy_(torch.from_numpy(self._state[:, self._sl_qpos]))
+        self.qvel.copy_(torch.from_numpy(self._state[:, self._sl_qvel]))
+        if sensordata is not None and self.model.nsensordata:
+            self.sensordata.copy_(torch.from_numpy(sensordata))
+
+    def reset_envs(self, env_ids: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
+        ids = env_ids.detach().cpu().numpy()
+        self._state[ids, self._sl_time] = 0.0
+        self._state[ids, self._sl_qpos] = qpos.detach().cpu().double().numpy()
+        self._state[ids, self._sl_qvel] = qvel.detach().cpu().double().numpy()
+        self._state[ids, self._sl_act] = 0.0
+        self.qpos[env_ids] = qpos.to(self.qpos)
+        self.qvel[env_ids] = qvel.to(self.qvel)
+
+    # ---- derived quantities on demand ---------------------------------------------------
+    def forward(self) -> None:
+        n, m = self.num_envs, self.model
+        if not hasattr(self, "_xpos64"):
+            self._xpos64 = np.empty((n, m.nbody, 3))
+            self._xquat64 = np.empty((n, m.nbody, 4))
+            self._site_xpos64 = np.empty((n, m.nsite, 3))
+            self._site_xmat64 = np.empty((n, m.nsite, 9))
+            self._sens64 = np.empty((n, m.nsensordata))
+            self._forward_pool = ThreadPoolExecutor(max_workers=len(self._datas))
+        models = self._env_models or self._models
+        chunks = np.array_split(np.arange(n), len(self._datas))
+
+        def work(k: int) -> None:
+            d = self._datas[k]
+            for i in chunks[k]:
+                mujoco.mj_setState(models[i], d, self._state[i], _FULL)
+                mujoco.mj_forward(models[i], d)       # releases the GIL
+                self._xpos64[i] = d.xpos
+                self._xquat64[i] = d.xquat
+                self._site_xpos64[i] = d.site_xpos
+                self._site_xmat64[i] = d.site_xmat
+                self._sens64[i] = d.sensordata
+
+        list(self._forward_pool.map(work, range(len(chunks))))
+        as_t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)
+        self.xpos, self.xquat = as_t(self._xpos64), as_t(self._xquat64)
+        self.site_xpos = as_t(self._site_xpos64)
+        self.site_xmat = as_t(self._site_xmat64).reshape(n, m.nsite, 3, 3)
+        if m.nsensordata:
+            self.sensordata.copy_(as_t(self._sens64))
+
+    # ---- per-env model parameters -------------------------------------------------------
+    def get_param(self, field: str) -> torch.Tensor:
+        self._check_field(field)
+        if self._env_models is None:
+            one = np.asarray(getattr(self.model, field), dtype=np.float32)
+            return torch.as_tensor(one, device=self.device).expand(self.num_envs, *one.shape).clone()
+        return torch.as_tensor(np.stack([getattr(mm, field) for mm in self._env_models]),
+                               dtype=torch.float32, device=self.device)
+
+    def set_param(self, field: str, env_ids: torch.Tensor, values: torch.Tensor) -> None:
+        self._check_field(field)
+        if self._env_models is None:
+            self._env_models = [copy.copy(self.model) for _ in range(self.num_envs)]
+            self._models = self._env_models
+        vals = values.detach().cpu().double().numpy()
+        expected = np.asarray(getattr(self.model, field)).shape
+        if vals.shape[1:] != expected:
+            raise SimError(f"set_param('{field}'): values per env must have shape {expected}, "
+                           f"got {vals.shape[1:]}")
+        for row, i in zip(vals, env_ids.detach().cpu().tolist()):   # randomization events only
+            getattr(self._env_models[i], field)[:] = row
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        if self._forward_pool is not None:
+            self._forward_pool.shutdown()
+            self._forward_pool = None

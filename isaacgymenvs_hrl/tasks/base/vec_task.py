@@ -1,0 +1,268 @@
+"""IsaacGymEnvs' ``VecTask`` contract on MuJoCo engines.
+
+The base class owns the order of a step, so every task steps the same way:
+
+    actions -> NaN guard -> action noise -> clip -> pre_physics_step (task writes engine.ctrl)
+    -> controlFrequencyInv x engine.step(substeps) -> progress += 1
+    -> post_physics_step (task: rew_buf, reset_buf = terminations, extras terms)
+    -> time limits, NaN/unstable envs -> reset_idx(done envs) -> compute_observations
+    -> observation noise -> clip -> (obs_dict, rew, reset, extras)
+
+Done envs are reset inside the same ``step``, so the returned observation of a done env is the
+first observation of its next episode (IsaacGymEnvs' auto-reset). ``extras["time_outs"]`` marks envs
+cut by the episode length, not by failure, for value bootstrapping.
+
+Tasks declare a named observation layout (``obs_layout``) so that a low-level controller or a
+high-level policy can take a subset of the observation by name (``obs_slices``).
+"""
+from __future__ import annotations
+
+import abc
+import math
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from ...sim import Engine, SimError, SimParams, create_engine
+
+
+class TaskConfigError(ValueError):
+    """A task config value is missing or wrong; the message names the key and the fix."""
+
+
+def body_group(model, body_ids, device) -> dict:
+    """Index tensors of the bodies, their geoms, joints and dofs."""
+    import numpy as np
+    bodies = np.asarray(sorted(body_ids), dtype=np.int64)
+    pick = lambda owner: torch.as_tensor(np.nonzero(np.isin(owner, bodies))[0], device=device)
+    return {"body": torch.as_tensor(bodies, device=device), "geom": pick(model.geom_bodyid),
+            "joint": pick(model.jnt_bodyid), "dof": pick(model.dof_bodyid)}
+
+
+def _get(cfg: dict, path: str, default=None, required: bool = False):
+    node = cfg
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            if required:
+                raise TaskConfigError(f"task config is missing '{path}'")
+            return default
+        node = node[key]
+    return node
+
+
+class VecTask(abc.ABC):
+    """Base of every task. Subclasses set ``mjcf_path`` and fill the hooks below."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+
+    # ---- hooks for tasks ----------------------------------------------------------------
+    @abc.abstractmethod
+    def mjcf_path(self) -> str:
+        """Absolute path of the task's MJCF scene."""
+
+    @abc.abstractmethod
+    def obs_layout(self) -> "OrderedDict[str, int]":
+        """Named observation slices in order, e.g. {"proprio": 52, "task": 3}."""
+
+    def num_actions_from_model(self) -> int:
+        return self.engine.model.nu
+
+    def actor_groups(self) -> dict:
+        """Actor names of ``randomization_params.actor_params`` -> body/geom/joint/dof ids.
+
+        Default: one actor, ``robot`` (alias: the task's ``name``), holding every body but the world.
+        """
+        group = body_group(self.engine.model, range(1, self.engine.model.nbody), self.device)
+        return {"robot": group, self.cfg.get("name", "robot"): group}
+
+    @abc.abstractmethod
+    def pre_physics_step(self, actions: torch.Tensor) -> None:
+        """Turn clipped actions (N, num_actions) into ``self.engine.ctrl``."""
+
+    @abc.abstractmethod
+    def post_physics_step(self) -> None:
+        """Fill ``rew_buf`` and ``reset_buf`` (terminations only; time limits are the base's)."""
+
+    @abc.abstractmethod
+    def reset_idx(self, env_ids: torch.Tensor) -> None:
+        """Start new episodes for ``env_ids``: engine.reset_envs(...) and task state."""
+
+    @abc.abstractmethod
+    def compute_observations(self) -> None:
+        """Fill ``obs_buf`` (N, num_obs) in the order of ``obs_layout``."""
+
+    # ---- construction -------------------------------------------------------------------
+    def __init__(self, config: dict, rl_device: str, sim_device: str, graphics_device_id: int,
+                 headless: bool, virtual_screen_capture: bool = False, force_render: bool = False):
+        self.cfg = config
+        self.rl_device = rl_device
+        self.sim_device = sim_device
+        self.device = sim_device if not str(sim_device).startswith("cuda") or \
+            config.get("physics_engine", "mujoco") == "mjwarp" else "cpu"
+        self.graphics_device_id = graphics_device_id
+        self.headless = headless
+        self.virtual_screen_capture = virtual_screen_capture
+        self.force_render = force_render
+
+        num_envs = _get(config, "env.numEnvs", required=True)
+        try:
+            self.num_envs = int(num_envs)
+        except (TypeError, ValueError):
+            raise TaskConfigError(f"num_envs must be a positive integer, got {num_envs!r}") from None
+        if self.num_envs <= 0:
+            raise TaskConfigError(f"num_envs must be a positive integer, got {self.num_envs}")
+        self.max_episode_length = int(_get(config, "env.episodeLength", 1000))
+        self.control_freq_inv = int(_get(config, "env.controlFrequencyInv", 1))
+        self.clip_obs = float(_get(config, "env.clipObservations", math.inf))
+        self.clip_actions = float(_get(config, "env.clipActions", math.inf))
+        self.num_agents = int(_get(config, "env.numAgents", 1))
+
+        sim_cfg = config.get("sim", {})
+        physx = sim_cfg.get("physx", {}) or {}
+        mj = sim_cfg.get("mujoco", {}) or {}
+        threads = mj.get("num_threads", physx.get("num_threads", 0))
+        self.sim_params = SimParams(
+            dt=float(sim_cfg.get("dt", 0.02)), substeps=int(sim_cfg.get("substeps", 1)),
+            gravity=tuple(sim_cfg.get("gravity", (0.0, 0.0, -9.81))),
+            num_threads=int(threads or 0))
+        self.physics_engine = config.get("physics_engine", "mujoco")
+        self.dt = self.sim_params.dt * self.control_freq_inv     # control period, seconds
+        self.engine: Engine = create_engine(self.physics_engine, self.mjcf_path(), self.num_envs,
+                                            self.sim_params, sim_device=self.device)
+
+        self.obs_slices = OrderedDict()
+        start = 0
+        for name, size in self.obs_layout().items():
+            self.obs_slices[name] = slice(start, start + int(size))
+            start += int(size)
+        self.num_obs = start
+        self.num_states = int(_get(config, "env.numStates", 0))
+        self.num_actions = self.num_actions_from_model()
+
+        self.obs_space = spaces.Box(-np.inf, np.inf, (self.num_obs,), dtype=np.float32)
+        self.state_space = spaces.Box(-np.inf, np.inf, (self.num_states,), dtype=np.float32)
+        self.act_space = spaces.Box(-1.0, 1.0, (self.num_actions,), dtype=np.float32)
+        self.allocate_buffers()
+
+        from .randomization import Randomizer
+        self.randomize = bool(_get(config, "task.randomize", False))
+        self.randomizer = Randomizer(_get(config, "task.randomization_params", {}) or {}, self) \
+            if self.randomize else None
+        self.obs_dict = {}
+        self.extras = {}
+
+    def allocate_buffers(self) -> None:
+        n, dev = self.num_envs, self.device
+        self.obs_buf = torch.zeros(n, self.num_obs, device=dev)           # (N, num_obs)
+        self.states_buf = torch.zeros(n, self.num_states, device=dev)     # (N, num_states)
+        self.rew_buf = torch.zeros(n, device=dev)
+        self.reset_buf = torch.ones(n, device=dev, dtype=torch.long)
+        self.timeout_buf = torch.zeros(n, device=dev, dtype=torch.long)
+        self.progress_buf = torch.zeros(n, device=dev, dtype=torch.long)
+        self.randomize_buf = torch.zeros(n, device=dev, dtype=torch.long)
+        self.nan_action_count = torch.zeros((), device=dev, dtype=torch.long)
+        self.unstable_count = torch.zeros((), device=dev, dtype=torch.long)
+
+    # ---- gym-style properties as in IsaacGymEnvs ----------------------------------------
+    @property
+    def observation_space(self):
+        return self.obs_space
+
+    @property
+    def action_space(self):
+        return self.act_space
+
+    def get_number_of_agents(self) -> int:
+        return self.num_agents
+
+    # ---- the step -----------------------------------------------------------------------
+    def step(self, actions: torch.Tensor):
+        actions = torch.as_tensor(actions, device=self.device, dtype=torch.float32)
+        if actions.shape != (self.num_envs, self.num_actions):
+            raise ValueError(f"actions must have shape ({self.num_envs}, {self.num_actions}), "
+                             f"got {tuple(actions.shape)}")
+        bad_action = ~torch.isfinite(actions).all(-1)                   # (N,)
+        actions = torch.where(bad_action[:, None], torch.zeros_like(actions), actions)
+        if self.randomizer is not None:
+            actions = self.randomizer.noise_actions(actions)
+        actions = torch.clamp(actions, -self.clip_actions, self.clip_actions)
+
+        self.pre_physics_step(actions)
+        for _ in range(self.control_freq_inv):
+            if self.force_render:
+                self.render()
+            self.engine.step(self.sim_params.substeps)
+        self.progress_buf += 1
+        self.randomize_buf += 1
+
+        self.post_physics_step()
+        terminated = self.reset_buf.bool() | bad_action | self.engine.unstable
+        truncated = self.progress_buf >= self.max_episode_length
+        self.timeout_buf = (truncated & ~terminated).long()
+        self.reset_buf = (terminated | truncated).long()
+        self.nan_action_count += bad_action.sum()
+        self.unstable_count += self.engine.unstable.sum()
+        self.extras["time_outs"] = self.timeout_buf.to(self.rl_device)
+        self.extras["nan_actions"] = self.nan_action_count.to(self.rl_device)
+        self.extras["unstable_envs"] = self.unstable_count.to(self.rl_device)
+
+        done_ids = self.reset_buf.nonzero(as_tuple=False).squeeze(-1)
+        if len(done_ids) > 0:
+            self.reset_idx(done_ids)
+        self.compute_observations()
+        if self.randomizer is not None:
+            self.randomizer.on_step()
+        return self._pack_obs(), self.rew_buf.to(self.rl_device), \
+            self.reset_buf.to(self.rl_device), self.extras
+
+    def _pack_obs(self) -> dict:
+        obs = self.obs_buf
+        if self.randomizer is not None:
+            obs = self.randomizer.noise_observations(obs)
+        self.obs_dict["obs"] = torch.clamp(obs, -self.clip_obs, self.clip_obs).to(self.rl_device)
+        if self.num_states > 0:
+            self.obs_dict["states"] = self.get_state()
+        return self.obs_dict
+
+    def get_state(self) -> torch.Tensor:
+        return torch.clamp(self.states_buf, -self.clip_obs, self.clip_obs).to(self.rl_device)
+
+    def reset(self) -> dict:
+        """Reset every env and return the first observations (IsaacGymEnvs' ``reset``)."""
+        self.reset_idx(torch.arange(self.num_envs, device=self.device))
+        self.compute_observations()
+        return self._pack_obs()
+
+    def reset_done(self):
+        done_ids = self.reset_buf.nonzero(as_tuple=False).squeeze(-1)
+        if len(done_ids) > 0:
+            self.reset_idx(done_ids)
+            self.compute_observations()
+        return self._pack_obs(), done_ids
+
+    def zero_actions(self) -> torch.Tensor:
+        return torch.zeros(self.num_envs, self.num_actions, device=self.rl_device)
+
+    def obs_slice(self, obs: torch.Tensor, names) -> torch.Tensor:
+        """The named observation slices of ``obs`` (..., num_obs), concatenated in ``names`` order."""
+        return torch.cat([obs[..., self.obs_slices[n]] for n in names], dim=-1)
+
+    # ---- rendering ----------------------------------------------------------------------
+    def render(self, mode: str = "rgb_array", env_id: int = 0):
+        """RGB frame of one env from MuJoCo's offscreen renderer (EGL or OSMesa when headless)."""
+        from ...utils.render import render_env
+        return render_env(self, env_id)
+
+    def set_train_info(self, env_frames, *args, **kwargs):
+        pass
+
+    def get_env_state(self):
+        return None
+
+    def set_env_state(self, env_state):
+        pass
+
+    def close(self) -> None:
+        self.engine.close()

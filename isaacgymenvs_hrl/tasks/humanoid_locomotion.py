@@ -1,0 +1,157 @@
+"""Command-conditioned humanoid locomotion: track a planar velocity and yaw-rate command.
+
+The teacher task for humanoid offline data. Each episode samples a command (vx, vy in the heading
+frame, yaw rate), resampled every ``commandResampleTime`` seconds. Falling (torso below
+``terminationHeight``) ends the episode with ``deathCost``.
+
+Observation layout:
+  proprio (52): torso height, gravity in the torso frame (3), torso linear velocity in the heading
+                frame (3), torso angular velocity in the torso frame (3), joint positions (21),
+                joint velocities (21)
+  task (3):     command (vx, vy, yaw rate)
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+
+from ..paths import asset_path
+from ..utils.torch_jit_utils import quat_from_yaw, quat_rotate, quat_rotate_inverse, world_to_heading, yaw_from_quat
+from .base.vec_task import VecTask
+
+REWARD_TERMS = ("lin_vel", "yaw_rate", "alive", "upright", "effort", "energy", "death")
+
+
+class HumanoidLocomotion(VecTask):
+    def __init__(self, cfg, rl_device, sim_device, graphics_device_id, headless,
+                 virtual_screen_capture=False, force_render=False):
+        env = cfg["env"]
+        self.asset_file = env.get("asset", {}).get("assetFileName", "mjcf/humanoid.xml")
+        self.power_scale = float(env.get("powerScale", 1.0))
+        self.termination_height = float(env.get("terminationHeight", 0.8))
+        self.dof_vel_scale = float(env.get("dofVelocityScale", 0.1))
+        self.ang_vel_scale = float(env.get("angularVelocityScale", 0.25))
+        cmd = env.get("command", {})
+        self.cmd_low = torch.tensor([cmd.get("vx", [0.0, 1.0])[0], cmd.get("vy", [-0.3, 0.3])[0],
+                                     cmd.get("yaw_rate", [-0.5, 0.5])[0]])
+        self.cmd_high = torch.tensor([cmd.get("vx", [0.0, 1.0])[1], cmd.get("vy", [-0.3, 0.3])[1],
+                                      cmd.get("yaw_rate", [-0.5, 0.5])[1]])
+        self.standing_prob = float(cmd.get("standing_prob", 0.1))
+        self.resample_time = float(env.get("commandResampleTime", 4.0))
+        self.reset_noise = float(env.get("resetJointNoise", 0.1))
+        scales = env.get("rewardScales", {})
+        self.reward_scales = {k: float(scales.get(k, v)) for k, v in dict(
+            lin_vel=1.0, yaw_rate=0.5, alive=0.5, upright=0.2, effort=-0.01, energy=-0.005,
+            death=float(env.get("deathCost", -2.0))).items()}
+        super().__init__(cfg, rl_device, sim_device, graphics_device_id, headless,
+                         virtual_screen_capture, force_render)
+
+        m, dev, n = self.engine.model, self.device, self.num_envs
+        self.num_dof = m.nq - 7
+        key = m.key("stand").id if m.nkey else None
+        q0 = torch.tensor(m.key_qpos[key] if key is not None else m.qpos0, dtype=torch.float32)
+        self.default_qpos = q0.to(dev)                                   # (nq,)
+        self.dof_low = torch.tensor(m.jnt_range[1:, 0], dtype=torch.float32, device=dev)
+        self.dof_high = torch.tensor(m.jnt_range[1:, 1], dtype=torch.float32, device=dev)
+        self.commands = torch.zeros(n, 3, device=dev)                    # (N, 3) vx, vy, yaw rate
+        self.cmd_low, self.cmd_high = self.cmd_low.to(dev), self.cmd_high.to(dev)
+        self.resample_steps = max(1, int(round(self.resample_time / self.dt)))
+        self.actions = torch.zeros(n, self.num_actions, device=dev)
+        self.episode_sums = {k: torch.zeros(n, device=dev) for k in REWARD_TERMS}
+        self.extras["episode"] = {}
+
+    def mjcf_path(self):
+        return str(asset_path(self.asset_file))
+
+    def obs_layout(self):
+        m = self.engine.model
+        return OrderedDict(proprio=1 + 3 + 3 + 3 + (m.nq - 7) + (m.nv - 6), task=3)
+
+    # ---- step hooks ---------------------------------------------------------------------
+    def pre_physics_step(self, actions):
+        self.actions = actions.clone()
+        self.engine.ctrl[:] = (actions * self.power_scale).to(self.engine.ctrl)
+
+    def post_physics_step(self):
+        qpos, qvel = self.engine.qpos, self.engine.qvel
+        resample = (self.progress_buf % self.resample_steps) == 0
+        rew, terms, fallen = compute_locomotion_reward(
+            qpos, qvel, self.actions, self.commands, self.termination_height,
+            torch.tensor([self.reward_scales[k] for k in REWARD_TERMS], device=self.device))
+        self.rew_buf[:] = rew
+        self.reset_buf[:] = fallen.long()
+        for i, k in enumerate(REWARD_TERMS):
+            self.episode_sums[k] += terms[:, i]
+        ids = (resample & ~fallen).nonzero().squeeze(-1)
+        if len(ids):
+            self._sample_commands(ids)
+
+    def reset_idx(self, env_ids):
+        n = len(env_ids)
+        qpos = self.default_qpos.repeat(n, 1)
+        yaw = (torch.rand(n, device=self.device) * 2 - 1) * torch.pi
+        qpos[:, 3:7] = quat_from_yaw(yaw)
+        noise = (torch.rand(n, self.num_dof, device=self.device) * 2 - 1) * self.reset_noise
+        qpos[:, 7:] = torch.clamp(qpos[:, 7:] + noise, self.dof_low, self.dof_high)
+        qvel = (torch.rand(n, self.engine.model.nv, device=self.device) * 2 - 1) * 0.1
+        self.engine.reset_envs(env_ids, qpos, qvel)
+        self.progress_buf[env_ids] = 0
+        self.actions[env_ids] = 0.0
+        self._sample_commands(env_ids)
+        self._log_episodes(env_ids)
+
+    def _log_episodes(self, env_ids):
+        if not hasattr(self, "episode_sums"):
+            return
+        for k, v in self.episode_sums.items():
+            self.extras["episode"][f"rew_{k}"] = v[env_ids].mean() / self.max_episode_length
+            v[env_ids] = 0.0
+
+    def _sample_commands(self, env_ids):
+        n = len(env_ids)
+        cmd = self.cmd_low + (self.cmd_high - self.cmd_low) * torch.rand(n, 3, device=self.device)
+        standing = torch.rand(n, device=self.device) < self.standing_prob
+        self.commands[env_ids] = torch.where(standing[:, None], torch.zeros_like(cmd), cmd)
+
+    def compute_observations(self):
+        self.obs_buf[:] = compute_locomotion_observations(
+            self.engine.qpos, self.engine.qvel, self.commands, self.dof_vel_scale, self.ang_vel_scale)
+
+
+# ---- batched math -------------------------------------------------------------------------
+@torch.jit.script
+def compute_locomotion_observations(qpos: torch.Tensor, qvel: torch.Tensor, commands: torch.Tensor,
+                                    dof_vel_scale: float, ang_vel_scale: float) -> torch.Tensor:
+    quat = qpos[:, 3:7]                                                  # (N, 4) wxyz, torso
+    down = torch.zeros_like(qpos[:, 0:3])
+    down[:, 2] = -1.0
+    gravity_b = quat_rotate_inverse(quat, down)                          # (N, 3)
+    lin_vel_h = world_to_heading(qvel[:, 0:3], yaw_from_quat(quat))      # (N, 3)
+    ang_vel_b = qvel[:, 3:6] * ang_vel_scale                             # MuJoCo: free joint w is local
+    return torch.cat([qpos[:, 2:3], gravity_b, lin_vel_h, ang_vel_b, qpos[:, 7:],
+                      qvel[:, 6:] * dof_vel_scale, commands], dim=-1)
+
+
+@torch.jit.script
+def compute_locomotion_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: torch.Tensor,
+                              commands: torch.Tensor, termination_height: float,
+                              scales: torch.Tensor):
+    """Reward, per-term weighted values (N, 7) in REWARD_TERMS order, and the fall mask."""
+    quat = qpos[:, 3:7]
+    lin_vel_h = world_to_heading(qvel[:, 0:3], yaw_from_quat(quat))
+    yaw_rate_w = quat_rotate(quat, qvel[:, 3:6])[:, 2]
+    up = quat_rotate(quat, torch.zeros_like(qpos[:, 0:3]) + torch.tensor([0.0, 0.0, 1.0], device=qpos.device))[:, 2]
+    fallen = qpos[:, 2] < termination_height
+    lin_err = torch.sum((lin_vel_h[:, 0:2] - commands[:, 0:2]) ** 2, dim=-1)
+    yaw_err = (yaw_rate_w - commands[:, 2]) ** 2
+    terms = torch.stack([
+        torch.exp(-lin_err / 0.25),
+        torch.exp(-yaw_err / 0.25),
+        torch.ones_like(lin_err),
+        up,
+        torch.sum(actions ** 2, dim=-1),
+        torch.sum(torch.abs(actions * qvel[:, 6:]), dim=-1),
+        fallen.float(),
+    ], dim=-1) * scales
+    return terms.sum(-1), terms, fallen
