@@ -16,14 +16,17 @@ Quaternions are MuJoCo's (w, x, y, z).
 from __future__ import annotations
 
 import abc
+import os
 from dataclasses import dataclass
 
 import mujoco
 import numpy as np
 import torch
 
+from ..errors import UserError
 
-class SimError(RuntimeError):
+
+class SimError(UserError, RuntimeError):
     """A configuration or state problem in the physics layer, with its fix in the message."""
 
 
@@ -59,11 +62,12 @@ class SimParams:
 
 def load_mjcf(path: str, params: SimParams) -> mujoco.MjModel:
     """Compile an MJCF file and apply the config's timestep and gravity to it."""
+    # MuJoCo reports a missing file as a ValueError ("Error opening file"), so check first.
+    if not os.path.isfile(path):
+        raise SimError(f"MJCF file not found: {path}. Check the task's asset path "
+                       "(task.env.asset.assetFileName) or the assets/ folder of the install.")
     try:
         model = mujoco.MjModel.from_xml_path(str(path))
-    except FileNotFoundError as exc:
-        raise SimError(f"MJCF file not found: {path}. Check the task's asset path "
-                       "(task.env.asset.assetFileName) or the assets/ folder of the install.") from exc
     except ValueError as exc:
         raise SimError(f"MuJoCo could not compile {path}: {exc}") from exc
     if params.dt <= 0 or params.substeps < 1:

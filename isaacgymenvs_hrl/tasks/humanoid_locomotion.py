@@ -64,6 +64,12 @@ class HumanoidLocomotion(VecTask):
     def mjcf_path(self):
         return str(asset_path(self.asset_file))
 
+    def actor_groups(self):
+        # IsaacGymEnvs names this actor "humanoid": its randomization_params use that name.
+        groups = super().actor_groups()
+        groups["humanoid"] = groups["robot"]
+        return groups
+
     def obs_layout(self):
         m = self.engine.model
         return OrderedDict(proprio=1 + 3 + 3 + 3 + (m.nq - 7) + (m.nv - 6), task=3)

@@ -19,6 +19,8 @@ import math
 
 import torch
 
+from ...errors import UserError
+
 log = logging.getLogger(__name__)
 
 _ACTOR_FIELDS = {
@@ -33,7 +35,7 @@ _OPERATIONS = ("additive", "scaling")
 _DISTRIBUTIONS = ("gaussian", "uniform", "loguniform")
 
 
-class RandomizationError(ValueError):
+class RandomizationError(UserError, ValueError):
     pass
 
 
@@ -49,11 +51,16 @@ def _check_entry(where: str, p: dict) -> None:
 
 
 def sample(p: dict, shape, device, scale: float = 1.0) -> torch.Tensor:
-    """Sample IsaacGymEnvs-style: gaussian range = [mean, variance]; uniform range = [low, high]."""
+    """Sample IsaacGymEnvs-style: gaussian range = [mean, std]; uniform range = [low, high].
+
+    IsaacGymEnvs' docs call the gaussian's second value the variance, but its code draws
+    ``mu + range[1] * randn`` (``np.random.normal(mu, var)``), i.e. uses it as the standard
+    deviation; we do the same so that its config files give the same noise.
+    """
     a, b = float(p["range"][0]), float(p["range"][1])
     dist = p.get("distribution", "gaussian")
     if dist == "gaussian":
-        x = a + math.sqrt(max(b, 0.0)) * torch.randn(shape, device=device)
+        x = a + max(b, 0.0) * torch.randn(shape, device=device)
     elif dist == "uniform":
         x = a + (b - a) * torch.rand(shape, device=device)
     else:

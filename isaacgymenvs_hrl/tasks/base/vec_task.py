@@ -25,10 +25,11 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from ...errors import UserError
 from ...sim import Engine, SimError, SimParams, create_engine
 
 
-class TaskConfigError(ValueError):
+class TaskConfigError(UserError, ValueError):
     """A task config value is missing or wrong; the message names the key and the fix."""
 
 

@@ -1,0 +1,31 @@
+"""Offscreen frames of one env with MuJoCo's renderer (EGL or OSMesa when there is no display)."""
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+_CACHE: dict = {}
+
+
+def render_env(task, env_id: int = 0, width: int = 480, height: int = 360) -> np.ndarray:
+    """RGB (H, W, 3) uint8 of ``env_id``'s current state, from the 'track' camera when the MJCF has one."""
+    model = task.engine.model
+    key = (id(model), width, height)
+    if key not in _CACHE:
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, height)
+        try:
+            renderer = mujoco.Renderer(model, height, width)
+        except Exception as exc:    # no GL at all
+            raise RuntimeError(
+                "MuJoCo's offscreen renderer could not start. Headless machines need EGL or OSMesa: "
+                "apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri and set MUJOCO_GL=egl "
+                f"(or libosmesa6 and MUJOCO_GL=osmesa). Cause: {exc}") from exc
+        _CACHE[key] = (renderer, mujoco.MjData(model))
+    renderer, data = _CACHE[key]
+    data.qpos[:] = task.engine.qpos[env_id].detach().cpu().numpy()
+    data.qvel[:] = task.engine.qvel[env_id].detach().cpu().numpy()
+    mujoco.mj_forward(model, data)
+    camera = "track" if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "track") >= 0 else -1
+    renderer.update_scene(data, camera=camera)
+    return renderer.render()
