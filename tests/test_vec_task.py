@@ -160,9 +160,10 @@ def test_time_limit_resets_every_env_as_a_time_out():
         assert reset.sum() == 0 and extras["time_outs"].sum() == 0, f"step {i}"
         assert task.progress_buf.tolist() == [i] * N
     assert torch.all(task.engine.qpos[:, 2] > 1.0)            # still standing after 4 steps
+    _knock_down(task, [0])            # env 0 fails in the last step: a failure, not a time-out
     obs, rew, reset, extras = task.step(task.zero_actions())
     assert reset.tolist() == [1] * N
-    assert extras["time_outs"].tolist() == [1] * N
+    assert extras["time_outs"].tolist() == [0] + [1] * (N - 1)
     assert task.progress_buf.tolist() == [0] * N
     torch.testing.assert_close(obs["obs"][:, HEIGHT], torch.full((N,), 1.3))     # new episodes
     obs, rew, reset, extras = task.step(task.zero_actions())

@@ -6,8 +6,11 @@ ENGINES = ("mujoco", "mjwarp")
 
 
 def create_engine(physics_engine: str, mjcf_path: str, num_envs: int, params: SimParams,
-                  sim_device: str = "cpu") -> Engine:
-    """Build the engine named by IsaacGymEnvs' ``physics_engine`` key."""
+                  sim_device: str = "cpu", configure_model=None) -> Engine:
+    """Build the engine named by IsaacGymEnvs' ``physics_engine`` key.
+
+    ``configure_model(model)`` may edit the compiled host MjModel (e.g. turn motors into position
+    servos) before either backend copies it."""
     if physics_engine in ISAAC_GYM_ENGINES:
         raise SimError(
             f"physics_engine={physics_engine} needs Isaac Gym, which is not supported: it only "
@@ -19,6 +22,8 @@ def create_engine(physics_engine: str, mjcf_path: str, num_envs: int, params: Si
     if int(num_envs) <= 0:
         raise SimError(f"num_envs must be a positive integer, got {num_envs}")
     model = load_mjcf(mjcf_path, params)
+    if configure_model is not None:
+        configure_model(model)
     if physics_engine == "mujoco":
         from .mujoco_engine import MujocoEngine
         return MujocoEngine(model, int(num_envs), device=sim_device, num_threads=params.num_threads)

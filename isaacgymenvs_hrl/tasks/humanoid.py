@@ -13,6 +13,7 @@ from ..utils.torch_jit_utils import quat_rotate, world_to_heading, yaw_from_quat
 
 
 class Humanoid(HumanoidLocomotion):
+    default_control = "torque"   # IsaacGymEnvs' Humanoid drives motors; controlType=pd also works
     def __init__(self, cfg, *args, **kwargs):
         env = cfg["env"]
         self.heading_weight = float(env.get("headingWeight", 0.5))

@@ -23,11 +23,32 @@ from .base.vec_task import VecTask
 REWARD_TERMS = ("lin_vel", "yaw_rate", "alive", "upright", "effort", "energy", "death")
 
 
+# PD gains by joint-name prefix (Nm/rad); damping kv = kp * pdDampingRatio. The MJCF's motor gear
+# becomes the servo's torque limit, so both control types share one actuator model.
+DEFAULT_PD_STIFFNESS = {"abdomen": 300.0, "right_hip": 300.0, "left_hip": 300.0, "right_knee": 300.0,
+                        "left_knee": 300.0, "right_ankle": 100.0, "left_ankle": 100.0,
+                        "right_shoulder": 60.0, "left_shoulder": 60.0, "right_elbow": 60.0,
+                        "left_elbow": 60.0}
+
+
 class HumanoidLocomotion(VecTask):
+    """controlType ``pd`` (default): actions are joint-target offsets from the standing pose, scaled
+    by ``actionScale`` rad and tracked by MuJoCo position servos at the physics rate. ``torque``:
+    actions are motor torques / gear, as in IsaacGymEnvs' Humanoid."""
+
+    task_family = "humanoid"     # which LLCs fit: checked against LLC checkpoints
+    default_control = "pd"
     def __init__(self, cfg, rl_device, sim_device, graphics_device_id, headless,
                  virtual_screen_capture=False, force_render=False):
         env = cfg["env"]
         self.asset_file = env.get("asset", {}).get("assetFileName", "mjcf/humanoid.xml")
+        self.control_mode = env.get("controlType", self.default_control)
+        if self.control_mode not in ("pd", "torque"):
+            raise ValueError(f"task.env.controlType must be 'pd' or 'torque', got {self.control_mode!r}")
+        self.control_type = "joint_position" if self.control_mode == "pd" else "torque"
+        self.action_scale = float(env.get("actionScale", 0.5))
+        self.pd_stiffness = {**DEFAULT_PD_STIFFNESS, **env.get("pdStiffness", {})}
+        self.pd_damping_ratio = float(env.get("pdDampingRatio", 0.1))
         self.power_scale = float(env.get("powerScale", 1.0))
         self.termination_height = float(env.get("terminationHeight", 0.8))
         self.dof_vel_scale = float(env.get("dofVelocityScale", 0.1))
@@ -42,7 +63,7 @@ class HumanoidLocomotion(VecTask):
         self.reset_noise = float(env.get("resetJointNoise", 0.1))
         scales = env.get("rewardScales", {})
         self.reward_scales = {k: float(scales.get(k, v)) for k, v in dict(
-            lin_vel=1.0, yaw_rate=0.5, alive=0.5, upright=0.2, effort=-0.01, energy=-0.005,
+            lin_vel=1.0, yaw_rate=0.5, alive=0.5, upright=0.2, effort=-0.005, energy=-0.02,
             death=float(env.get("deathCost", -2.0))).items()}
         super().__init__(cfg, rl_device, sim_device, graphics_device_id, headless,
                          virtual_screen_capture, force_render)
@@ -54,12 +75,43 @@ class HumanoidLocomotion(VecTask):
         self.default_qpos = q0.to(dev)                                   # (nq,)
         self.dof_low = torch.tensor(m.jnt_range[1:, 0], dtype=torch.float32, device=dev)
         self.dof_high = torch.tensor(m.jnt_range[1:, 1], dtype=torch.float32, device=dev)
+        # actuator i drives qpos[7 + act_qpos[i]]
+        self.act_dof = torch.tensor(m.jnt_qposadr[m.actuator_trnid[:, 0]] - 7, device=dev)
+        self.kp = torch.tensor(m.actuator_gainprm[:, 0], dtype=torch.float32, device=dev)
+        self.kv = torch.tensor(-m.actuator_biasprm[:, 2], dtype=torch.float32, device=dev)
+        self.torque_limit = torch.tensor(self.motor_gear, dtype=torch.float32, device=dev)
         self.commands = torch.zeros(n, 3, device=dev)                    # (N, 3) vx, vy, yaw rate
         self.cmd_low, self.cmd_high = self.cmd_low.to(dev), self.cmd_high.to(dev)
         self.resample_steps = max(1, int(round(self.resample_time / self.dt)))
         self.actions = torch.zeros(n, self.num_actions, device=dev)
-        self.episode_sums = {k: torch.zeros(n, device=dev) for k in REWARD_TERMS}
+        self.reward_scale_vec = torch.tensor([self.reward_scales[k] for k in REWARD_TERMS], device=dev)
+        self.episode_sums = torch.zeros(n, len(REWARD_TERMS), device=dev)    # (N, terms)
         self.extras["episode"] = {}
+
+    def configure_model(self, model):
+        """In pd mode, turn each motor into a position servo whose torque limit is the motor's gear."""
+        import mujoco
+        self.motor_gear = model.actuator_gear[:, 0].copy()
+        if self.control_mode != "pd":
+            return
+        for i in range(model.nu):
+            joint = model.actuator_trnid[i, 0]
+            name = model.joint(joint).name
+            prefix = next((p for p in self.pd_stiffness if name.startswith(p)), None)
+            if prefix is None:
+                raise ValueError(f"no PD stiffness for joint '{name}': add it to task.env.pdStiffness")
+            kp = self.pd_stiffness[prefix]
+            model.actuator_gaintype[i] = mujoco.mjtGain.mjGAIN_FIXED
+            model.actuator_gainprm[i, :] = 0.0
+            model.actuator_gainprm[i, 0] = kp
+            model.actuator_biastype[i] = mujoco.mjtBias.mjBIAS_AFFINE
+            model.actuator_biasprm[i, :] = 0.0
+            model.actuator_biasprm[i, 1:3] = (-kp, -kp * self.pd_damping_ratio)
+            model.actuator_forcerange[i] = (-self.motor_gear[i], self.motor_gear[i])
+            model.actuator_forcelimited[i] = 1
+            model.actuator_gear[i, 0] = 1.0
+            model.actuator_ctrlrange[i] = model.jnt_range[joint]
+            model.actuator_ctrllimited[i] = 1
 
     def mjcf_path(self):
         return str(asset_path(self.asset_file))
@@ -77,18 +129,31 @@ class HumanoidLocomotion(VecTask):
     # ---- step hooks ---------------------------------------------------------------------
     def pre_physics_step(self, actions):
         self.actions = actions.clone()
-        self.engine.ctrl[:] = (actions * self.power_scale).to(self.engine.ctrl)
+        if self.control_mode == "pd":
+            target = self.default_qpos[7:][self.act_dof] + actions * self.action_scale
+            ctrl = torch.clamp(target, self.dof_low[self.act_dof], self.dof_high[self.act_dof])
+        else:
+            ctrl = actions * self.power_scale
+        self.engine.ctrl[:] = ctrl.to(self.engine.ctrl)
+
+    def joint_torques(self) -> torch.Tensor:
+        """Actuator torques (N, nu) implied by the last ctrl and the current state."""
+        ctrl = self.engine.ctrl
+        if self.control_mode != "pd":
+            return ctrl * self.torque_limit
+        q, qd = self.engine.qpos[:, 7:][:, self.act_dof], self.engine.qvel[:, 6:][:, self.act_dof]
+        tau = self.kp * (ctrl - q) - self.kv * qd
+        return torch.maximum(torch.minimum(tau, self.torque_limit), -self.torque_limit)
 
     def post_physics_step(self):
         qpos, qvel = self.engine.qpos, self.engine.qvel
         resample = (self.progress_buf % self.resample_steps) == 0
         rew, terms, fallen = compute_locomotion_reward(
-            qpos, qvel, self.actions, self.commands, self.termination_height,
-            torch.tensor([self.reward_scales[k] for k in REWARD_TERMS], device=self.device))
+            qpos, qvel, self.actions, self.joint_torques(), self.act_dof, self.commands,
+            self.termination_height, self.reward_scale_vec)
         self.rew_buf[:] = rew
         self.reset_buf[:] = fallen.long()
-        for i, k in enumerate(REWARD_TERMS):
-            self.episode_sums[k] += terms[:, i]
+        self.episode_sums += terms
         ids = (resample & ~fallen).nonzero().squeeze(-1)
         if len(ids):
             self._sample_commands(ids)
@@ -102,17 +167,21 @@ class HumanoidLocomotion(VecTask):
         qpos[:, 7:] = torch.clamp(qpos[:, 7:] + noise, self.dof_low, self.dof_high)
         qvel = (torch.rand(n, self.engine.model.nv, device=self.device) * 2 - 1) * 0.1
         self.engine.reset_envs(env_ids, qpos, qvel)
+        self._log_episodes(env_ids)
         self.progress_buf[env_ids] = 0
         self.actions[env_ids] = 0.0
         self._sample_commands(env_ids)
-        self._log_episodes(env_ids)
 
     def _log_episodes(self, env_ids):
+        """Per-step mean of each reward term over the episodes that just ended."""
         if not hasattr(self, "episode_sums"):
             return
-        for k, v in self.episode_sums.items():
-            self.extras["episode"][f"rew_{k}"] = v[env_ids].mean() / self.max_episode_length
-            v[env_ids] = 0.0
+        length = self.progress_buf[env_ids].clamp_min(1).float()[:, None]
+        means = (self.episode_sums[env_ids] / length).mean(0)
+        for i, k in enumerate(REWARD_TERMS):
+            self.extras["episode"][f"rew_{k}"] = means[i]
+        self.extras["episode"]["episode_length"] = length.mean()
+        self.episode_sums[env_ids] = 0.0
 
     def _sample_commands(self, env_ids):
         n = len(env_ids)
@@ -141,8 +210,8 @@ def compute_locomotion_observations(qpos: torch.Tensor, qvel: torch.Tensor, comm
 
 @torch.jit.script
 def compute_locomotion_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: torch.Tensor,
-                              commands: torch.Tensor, termination_height: float,
-                              scales: torch.Tensor):
+                              torques: torch.Tensor, act_dof: torch.Tensor, commands: torch.Tensor,
+                              termination_height: float, scales: torch.Tensor):
     """Reward, per-term weighted values (N, 7) in REWARD_TERMS order, and the fall mask."""
     quat = qpos[:, 3:7]
     lin_vel_h = world_to_heading(qvel[:, 0:3], yaw_from_quat(quat))
@@ -157,7 +226,7 @@ def compute_locomotion_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: t
         torch.ones_like(lin_err),
         up,
         torch.sum(actions ** 2, dim=-1),
-        torch.sum(torch.abs(actions * qvel[:, 6:]), dim=-1),
+        0.001 * torch.sum(torch.abs(torques * qvel[:, 6:][:, act_dof]), dim=-1),   # kW
         fallen.float(),
     ], dim=-1) * scales
     return terms.sum(-1), terms, fallen

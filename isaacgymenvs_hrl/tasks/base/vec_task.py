@@ -67,6 +67,9 @@ class VecTask(abc.ABC):
     def obs_layout(self) -> "OrderedDict[str, int]":
         """Named observation slices in order, e.g. {"proprio": 52, "task": 3}."""
 
+    def configure_model(self, model) -> None:
+        """Edit the compiled MjModel before the engine copies it (default: nothing)."""
+
     def num_actions_from_model(self) -> int:
         return self.engine.model.nu
 
@@ -131,7 +134,8 @@ class VecTask(abc.ABC):
         self.physics_engine = config.get("physics_engine", "mujoco")
         self.dt = self.sim_params.dt * self.control_freq_inv     # control period, seconds
         self.engine: Engine = create_engine(self.physics_engine, self.mjcf_path(), self.num_envs,
-                                            self.sim_params, sim_device=self.device)
+                                            self.sim_params, sim_device=self.device,
+                                            configure_model=self.configure_model)
 
         self.obs_slices = OrderedDict()
         start = 0
@@ -153,6 +157,8 @@ class VecTask(abc.ABC):
             if self.randomize else None
         self.obs_dict = {}
         self.extras = {}
+        # False hands resets to the caller (LatentSkillEnv resets once per high-level step)
+        self.auto_reset = True
 
     def allocate_buffers(self) -> None:
         n, dev = self.num_envs, self.device
@@ -209,9 +215,10 @@ class VecTask(abc.ABC):
         self.extras["nan_actions"] = self.nan_action_count.to(self.rl_device)
         self.extras["unstable_envs"] = self.unstable_count.to(self.rl_device)
 
-        done_ids = self.reset_buf.nonzero(as_tuple=False).squeeze(-1)
-        if len(done_ids) > 0:
-            self.reset_idx(done_ids)
+        if self.auto_reset:
+            done_ids = self.reset_buf.nonzero(as_tuple=False).squeeze(-1)
+            if len(done_ids) > 0:
+                self.reset_idx(done_ids)
         self.compute_observations()
         if self.randomizer is not None:
             self.randomizer.on_step()

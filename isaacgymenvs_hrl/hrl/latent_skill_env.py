@@ -1,0 +1,128 @@
+"""``LatentSkillEnv``: a VecTask whose action is a high-level skill choice, executed by a frozen LLC.
+
+Each ``step(hl_action)`` decodes the high-level action into a latent once, then runs the LLC for k
+control steps of the wrapped task on the task's LLC observation slices. rl-games sees an ordinary
+env: it trains only the high-level policy.
+
+Per macro step and env: the reward is aggregated over the executed control steps (``sum``,
+``mean`` as ASE, or ``smdp``: sum of gamma_ll^i r_i, to be paired with a high-level discount of
+gamma_ll^k); an env that ends mid-macro-step stops accumulating, is reset once at the end, and its
+``time_outs`` flag is kept for bootstrapping. All of it is batched over envs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from ..errors import UserError
+from .llc import LowLevelController
+from .llc_checkpoint import validate_llc_for_task
+
+REWARD_AGGREGATIONS = ("sum", "mean", "smdp")
+
+
+class LatentSkillEnv:
+    def __init__(self, task, llc: LowLevelController, mode: str = "continuous", steps: int | None = None,
+                 hl_obs: list | None = None, reward: str = "mean", llc_gamma: float = 0.99):
+        if reward not in REWARD_AGGREGATIONS:
+            raise UserError(f"task.env.llc.reward must be one of {REWARD_AGGREGATIONS}, got '{reward}'")
+        validate_llc_for_task(llc, task, mode, hl_obs)
+        self.task, self.llc, self.mode = task, llc.to(task.device), mode
+        self.steps = int(steps or llc.spec["default_steps"])
+        if self.steps < 1:
+            raise UserError(f"task.env.llc.steps must be >= 1, got {self.steps}")
+        self.reward_mode, self.llc_gamma = reward, float(llc_gamma)
+        self.hl_obs_names = list(hl_obs or task.obs_slices)
+        self.num_envs, self.device, self.rl_device = task.num_envs, task.device, task.rl_device
+        self.obs_slices, start = {}, 0
+        for name in self.hl_obs_names:
+            size = task.obs_slices[name].stop - task.obs_slices[name].start
+            self.obs_slices[name] = slice(start, start + size)
+            start += size
+        self.num_obs, self.num_states = start, 0
+        self.observation_space = spaces.Box(-np.inf, np.inf, (self.num_obs,), dtype=np.float32)
+        self.action_space = llc.hl_action_space(mode)
+        self.num_actions = 1 if mode == "discrete" else int(self.action_space.shape[0])
+        self.dt = task.dt * self.steps
+        self.max_episode_length = -(-task.max_episode_length // self.steps)
+        self.discounts = torch.tensor([self.llc_gamma ** i if reward == "smdp" else 1.0
+                                       for i in range(self.steps)], device=self.device)
+        self.extras, self.obs_dict = {}, {}
+        task.auto_reset = False
+
+    # ---- VecTask surface ------------------------------------------------------------------------
+    def get_number_of_agents(self):
+        return 1
+
+    def _hl_obs(self) -> dict:
+        obs = self.task._pack_obs()["obs"]
+        self.obs_dict["obs"] = self.task.obs_slice(obs, self.hl_obs_names)
+        return self.obs_dict
+
+    def reset(self) -> dict:
+        self.task.reset()
+        return self._hl_obs()
+
+    def reset_done(self):
+        return self._hl_obs(), torch.zeros(0, dtype=torch.long, device=self.device)
+
+    @torch.no_grad()
+    def step(self, hl_actions):
+        task, llc, n = self.task, self.llc, self.num_envs
+        hl = torch.as_tensor(hl_actions, device=self.device)
+        hl = hl.long().view(-1) if self.mode == "discrete" else hl.float()
+        mid_obs = task.obs_slice(task.obs_buf, llc.mid_obs_names) if llc.mid_obs_names else None
+        z, head, choice = llc.decode(self.mode, hl, mid_obs)
+
+        reward = torch.zeros(n, device=self.device)
+        alive = torch.ones(n, dtype=torch.bool, device=self.device)
+        done = torch.zeros_like(alive)
+        time_outs = torch.zeros_like(alive)
+        executed = torch.zeros(n, device=self.device)
+        saturation = torch.zeros(n, device=self.device)
+        for i in range(self.steps):
+            actions = llc(task.obs_slice(task.obs_buf, llc.obs_names), z, head)
+            saturation += alive * (actions.abs() >= 0.99 * llc.action_scale).float().mean(-1)
+            _, r, d, extras = task.step(actions)
+            reward += torch.where(alive, r.to(self.device) * self.discounts[i], torch.zeros_like(r))
+            executed += alive.float()
+            d = d.to(self.device).bool()
+            newly_done = d & alive
+            time_outs |= newly_done & extras["time_outs"].to(self.device).bool()
+            done |= newly_done
+            alive &= ~d
+        if self.reward_mode == "mean":
+            reward = reward / executed.clamp_min(1.0)
+
+        done_ids = done.nonzero(as_tuple=False).squeeze(-1)
+        if len(done_ids) > 0:
+            task.reset_idx(done_ids)
+            task.compute_observations()
+        self.extras = {k: v for k, v in task.extras.items() if k != "time_outs"}
+        self.extras["time_outs"] = time_outs.long().to(self.rl_device)
+        self.extras["executed_substeps"] = executed.to(self.rl_device)                  # (N,)
+        self.extras["llc_saturation"] = (saturation / executed.clamp_min(1.0)).to(self.rl_device)
+        self.extras["llc_saturation_mean"] = self.extras["llc_saturation"].mean()
+        if choice is not None:
+            self.extras["skill"] = choice.to(self.rl_device)                            # (N,)
+        return self._hl_obs(), reward.to(self.rl_device), done.long().to(self.rl_device), self.extras
+
+    # ---- pass-through ---------------------------------------------------------------------------
+    def obs_slice(self, obs, names):
+        return torch.cat([obs[..., self.obs_slices[n]] for n in names], dim=-1)
+
+    def render(self, mode: str = "rgb_array", env_id: int = 0):
+        return self.task.render(mode, env_id)
+
+    def set_train_info(self, env_frames, *args, **kwargs):
+        self.task.set_train_info(env_frames, *args, **kwargs)
+
+    def get_env_state(self):
+        return self.task.get_env_state()
+
+    def set_env_state(self, env_state):
+        self.task.set_env_state(env_state)
+
+    def close(self):
+        self.task.close()

@@ -1,0 +1,95 @@
+"""A frozen low-level controller: decode the high-level action into a latent, then act.
+
+High-level action per mode (what rl-games' policy emits every k steps):
+  continuous  Box(d)            latent z, normalized per the checkpoint (sphere, tanh, clip or none)
+  discrete    Discrete(K)       skill y; the frozen mid level maps (y, observation) to z (HeLMS-cat)
+  mixture     Box(K + K*d)      K component scores (argmax picks y) then one latent per component;
+                                z = latent of the chosen component (HeLMS-mix)
+  multires    Box(R+1 + d)      R+1 head scores (argmax picks a resolution head or the last,
+                                unconditional head) then the latent z (multi-resolution skills)
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+MODES = ("continuous", "discrete", "mixture", "multires")
+
+
+def normalize_latent(z: torch.Tensor, how: str) -> torch.Tensor:
+    if how == "sphere":
+        return z / z.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    if how == "tanh":
+        return torch.tanh(z)
+    if how == "clip":
+        return z.clamp(-1.0, 1.0)
+    return z
+
+
+class LowLevelController(nn.Module):
+    """Rebuilt from a checkpoint by ``load_llc``; see ``llc_checkpoint`` for the spec's fields."""
+
+    def __init__(self, spec: dict, policy: nn.Module, mid: nn.Module | None = None,
+                 obs_mean: torch.Tensor | None = None, obs_std: torch.Tensor | None = None,
+                 mid_obs_mean: torch.Tensor | None = None, mid_obs_std: torch.Tensor | None = None):
+        super().__init__()
+        self.spec = spec
+        self.policy, self.mid = policy, mid
+        lat = spec["latent"]
+        self.latent_dim = int(lat["dim"])
+        self.normalization = lat.get("normalization", "none")
+        self.latent_scale = float(lat.get("scale", 1.0))
+        self.modes = tuple(lat["modes"])
+        self.num_skills = int(lat.get("discrete", lat.get("mixture", {})).get("k", 0))
+        self.horizons = list(lat.get("multires", {}).get("horizons", []))
+        self.action_scale = float(spec["action"].get("scale", 1.0))
+        self.squash = spec["action"].get("squash", "clip")
+        self.obs_names = [n for n, _ in spec["obs"]["policy"]]
+        self.mid_obs_names = [n for n, _ in spec["obs"].get("mid", [])]
+        for name, t in (("obs_mean", obs_mean), ("obs_std", obs_std),
+                        ("mid_obs_mean", mid_obs_mean), ("mid_obs_std", mid_obs_std)):
+            self.register_buffer(name, t if t is not None else torch.zeros(0), persistent=True)
+        mix = lat.get("mixture", {})
+        self.register_buffer("prior_mean", torch.as_tensor(mix.get("prior_mean", []), dtype=torch.float32))
+        self.register_buffer("prior_std", torch.as_tensor(mix.get("prior_std", []), dtype=torch.float32))
+
+    # ---- high-level action spaces -----------------------------------------------------------
+    def hl_action_space(self, mode: str) -> spaces.Space:
+        d = self.latent_dim
+        if mode == "continuous":
+            return spaces.Box(-1.0, 1.0, (d,), dtype=np.float32)
+        if mode == "discrete":
+            return spaces.Discrete(self.num_skills)
+        if mode == "mixture":
+            return spaces.Box(-1.0, 1.0, (self.num_skills * (1 + d),), dtype=np.float32)
+        return spaces.Box(-1.0, 1.0, (len(self.horizons) + 1 + d,), dtype=np.float32)
+
+    # ---- decoding ---------------------------------------------------------------------------
+    def _norm(self, x, mean, std):
+        return x if mean.numel() == 0 else ((x - mean) / std).clamp(-5.0, 5.0)
+
+    def decode(self, mode: str, hl_action: torch.Tensor, mid_obs: torch.Tensor | None = None):
+        """(z (N, d), head (N,) or None, choice (N,) or None) for a batch of high-level actions."""
+        d = self.latent_dim
+        if mode == "continuous":
+            return normalize_latent(hl_action * self.latent_scale, self.normalization), None, None
+        if mode == "discrete":
+            y = hl_action.long().view(-1)
+            means, _ = self.mid(self._norm(mid_obs, self.mid_obs_mean, self.mid_obs_std))   # (N, K, d)
+            return means.gather(1, y.view(-1, 1, 1).expand(-1, 1, d)).squeeze(1), None, y
+        if mode == "mixture":
+            k = self.num_skills
+            y = hl_action[:, :k].argmax(-1)
+            zs = hl_action[:, k:].view(-1, k, d) * self.latent_scale
+            return zs.gather(1, y.view(-1, 1, 1).expand(-1, 1, d)).squeeze(1), None, y
+        r = len(self.horizons) + 1
+        head = hl_action[:, :r].argmax(-1)
+        return normalize_latent(hl_action[:, r:] * self.latent_scale, self.normalization), head, head
+
+    def forward(self, obs: torch.Tensor, z: torch.Tensor, head: torch.Tensor | None = None) -> torch.Tensor:
+        a = self.policy(self._norm(obs, self.obs_mean, self.obs_std), z, head) if head is not None \
+            else self.policy(self._norm(obs, self.obs_mean, self.obs_std), z)
+        a = torch.tanh(a) if self.squash == "tanh" else a.clamp(-1.0, 1.0)
+        return a * self.action_scale

@@ -1,0 +1,233 @@
+"""The LLC checkpoint: one file holding the weights and everything needed to rebuild and check them.
+
+    {"format": "isaacgymenvs_hrl.llc", "format_version": 1,
+     "spec": {
+        "task_family": "humanoid",                        # which robot/tasks it drives
+        "obs": {"policy": [["proprio", 52]],              # named task observation slices it reads
+                "mid": [["proprio", 52], ["objects", 21]]},   # discrete/mixture mid level only
+        "action": {"dim": 21, "control_type": "torque", "scale": 1.0, "squash": "clip"|"tanh"},
+        "latent": {"dim": 8, "normalization": "sphere"|"tanh"|"clip"|"none", "scale": 1.0,
+                   "modes": ["continuous", ...],
+                   "discrete": {"k": K}, "mixture": {"k": K, "prior_mean": KxD, "prior_std": KxD},
+                   "multires": {"horizons": [4, 8, 16, 32], "unconditional": true}},
+        "default_steps": 5, "control_dt": 0.02,           # k, and the control period it was trained at
+        "architecture": {"policy": {"type": "skill_policy", ...kwargs} | {"type": "torchscript"},
+                         "mid": {"type": "component_encoder", ...}},
+        "provenance": {"algorithm", "dataset", "seed", "commit", "metrics", ...}},
+     "weights": {"policy": state_dict | TorchScript bytes, "mid": state_dict,
+                 "obs_mean", "obs_std", "mid_obs_mean", "mid_obs_std": tensors or None}}
+
+Loading validates the structure, rebuilds the modules and returns a frozen LowLevelController;
+``validate_llc_for_task`` checks it against a task. Every problem is an ``LLCError`` that names
+the field, the expected and the found value.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from .llc import MODES, LowLevelController
+from .networks import ARCHITECTURES, build
+
+FORMAT = "isaacgymenvs_hrl.llc"
+FORMAT_VERSION = 1
+NORMALIZATIONS = ("sphere", "tanh", "clip", "none")
+
+
+class LLCError(UserError, ValueError):
+    pass
+
+
+def _require(spec: dict, path: str):
+    node = spec
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            raise LLCError(f"LLC checkpoint spec lacks the field '{path}'")
+        node = node[key]
+    return node
+
+
+def check_spec(spec: dict) -> None:
+    """Structural checks that need no task."""
+    for path in ("task_family", "obs.policy", "action.dim", "action.control_type", "latent.dim",
+                 "latent.modes", "default_steps", "control_dt", "architecture.policy.type"):
+        _require(spec, path)
+    modes = spec["latent"]["modes"]
+    bad = [m for m in modes if m not in MODES]
+    if not modes or bad:
+        raise LLCError(f"latent.modes: expected a non-empty subset of {list(MODES)}, found {modes}")
+    norm = spec["latent"].get("normalization", "none")
+    if norm not in NORMALIZATIONS:
+        raise LLCError(f"latent.normalization: expected one of {list(NORMALIZATIONS)}, found '{norm}'")
+    if ("discrete" in modes or "mixture" in modes):
+        key = "discrete" if "discrete" in modes else "mixture"
+        k = _require(spec, f"latent.{key}.k")
+        if int(k) < 2:
+            raise LLCError(f"latent.{key}.k: expected >= 2 skills, found {k}")
+    if "discrete" in modes:
+        _require(spec, "architecture.mid.type")
+        _require(spec, "obs.mid")
+    if "mixture" in modes:
+        k, d = spec["latent"]["mixture"]["k"], spec["latent"]["dim"]
+        mean = torch.as_tensor(_require(spec, "latent.mixture.prior_mean"))
+        std = torch.as_tensor(_require(spec, "latent.mixture.prior_std"))
+        if tuple(mean.shape) != (k, d) or tuple(std.shape) != (k, d):
+            raise LLCError(f"latent.mixture.prior_mean/prior_std: expected shape ({k}, {d}), found "
+                           f"{tuple(mean.shape)} and {tuple(std.shape)}")
+    if "multires" in modes and not _require(spec, "latent.multires.horizons"):
+        raise LLCError("latent.multires.horizons: expected a list of horizons, found an empty one")
+    for part, arch in spec["architecture"].items():
+        if arch["type"] != "torchscript" and arch["type"] not in ARCHITECTURES:
+            raise LLCError(f"architecture.{part}.type: expected one of "
+                           f"{sorted(ARCHITECTURES) + ['torchscript']}, found '{arch['type']}'")
+
+
+def _module_to_bytes(module: nn.Module) -> bytes:
+    buf = io.BytesIO()
+    torch.jit.save(module, buf)
+    return buf.getvalue()
+
+
+def save_llc(path: str | os.PathLike, spec: dict, policy: nn.Module, mid: nn.Module | None = None,
+             obs_mean=None, obs_std=None, mid_obs_mean=None, mid_obs_std=None) -> Path:
+    """Write an LLC checkpoint atomically (temporary file, then rename)."""
+    spec = dict(spec)
+    check_spec(spec)
+    if spec["architecture"]["policy"]["type"] == "torchscript":
+        policy_weights = _module_to_bytes(policy)
+    else:
+        policy_weights = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
+    weights = {"policy": policy_weights,
+               "mid": None if mid is None else {k: v.detach().cpu() for k, v in mid.state_dict().items()}}
+    for name, t in (("obs_mean", obs_mean), ("obs_std", obs_std),
+                    ("mid_obs_mean", mid_obs_mean), ("mid_obs_std", mid_obs_std)):
+        weights[name] = None if t is None else torch.as_tensor(t, dtype=torch.float32).cpu()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp.{os.getpid()}")
+    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "spec": spec, "weights": weights}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def wrap_module(path, module: nn.Module, example_obs: torch.Tensor, example_latent: torch.Tensor, *,
+                task_family: str, obs: list, action: dict, latent: dict, default_steps: int,
+                control_dt: float, provenance: dict | None = None, obs_mean=None, obs_std=None) -> Path:
+    """Wrap an LLC trained elsewhere (any ``module(obs, z) -> action``, or a TorchScript file path)
+    into this format. The module is traced to TorchScript so it loads without its source code."""
+    if isinstance(module, (str, os.PathLike)):
+        module = torch.jit.load(str(module), map_location="cpu")
+    elif not isinstance(module, torch.jit.ScriptModule):
+        module = torch.jit.trace(module.eval().cpu(), (example_obs.cpu(), example_latent.cpu()))
+    spec = {"task_family": task_family, "obs": {"policy": [list(x) for x in obs]}, "action": dict(action),
+            "latent": dict(latent), "default_steps": int(default_steps), "control_dt": float(control_dt),
+            "architecture": {"policy": {"type": "torchscript"}},
+            "provenance": provenance or {"algorithm": "external"}}
+    return save_llc(path, spec, module, obs_mean=obs_mean, obs_std=obs_std)
+
+
+def _load_weights(module: nn.Module, state: dict, part: str) -> None:
+    if not isinstance(state, dict):
+        raise LLCError(f"weights.{part}: expected a state dict, found {type(state).__name__}")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:3]
+        raise LLCError(f"weights.{part} do not fit architecture.{part} ({' '.join(first)}); the checkpoint "
+                       "was edited or written by another version") from None
+
+
+def load_llc(path: str | os.PathLike, device: str = "cpu") -> LowLevelController:
+    """Load, check and freeze an LLC (eval mode, no gradients, on ``device``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LLCError(f"LLC checkpoint not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise LLCError(f"LLC checkpoint {path} is truncated or corrupt and cannot be read "
+                       f"({type(exc).__name__}); write it again with save_llc or hrl-skills") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        found = sorted(blob)[:6] if isinstance(blob, dict) else type(blob).__name__
+        raise LLCError(f"{path} is not an isaacgymenvs_hrl LLC checkpoint: expected format '{FORMAT}', "
+                       f"found keys {found}. An rl-games or plain torch policy can be converted with "
+                       "isaacgymenvs_hrl.hrl.wrap_module")
+    version = blob.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise LLCError(f"format_version: expected 1..{FORMAT_VERSION}, found {version!r}; upgrade "
+                       "isaacgymenvs_hrl to read this checkpoint")
+    spec, weights = blob.get("spec"), blob.get("weights")
+    if not isinstance(spec, dict) or not isinstance(weights, dict):
+        raise LLCError(f"{path}: 'spec' and 'weights' must both be dicts")
+    check_spec(spec)
+
+    arch = spec["architecture"]
+    if arch["policy"]["type"] == "torchscript":
+        try:
+            policy = torch.jit.load(io.BytesIO(weights["policy"]), map_location="cpu")
+        except Exception as exc:
+            raise LLCError(f"weights.policy: the TorchScript module cannot be loaded ({type(exc).__name__})") from None
+    else:
+        try:
+            policy = build(arch["policy"])
+        except TypeError as exc:
+            raise LLCError(f"architecture.policy: bad arguments for {arch['policy']['type']} ({exc})") from None
+        _load_weights(policy, weights.get("policy"), "policy")
+    mid = None
+    if "mid" in arch:
+        mid = build(arch["mid"])
+        _load_weights(mid, weights.get("mid"), "mid")
+    for name, module in (("policy", policy), ("mid", mid)):
+        if module is not None and not all(torch.isfinite(p).all() for p in module.state_dict().values()
+                                          if torch.is_floating_point(p)):
+            raise LLCError(f"weights.{name} contain NaN or infinite values; the training that wrote "
+                           "this checkpoint diverged")
+    llc = LowLevelController(spec, policy, mid, weights.get("obs_mean"), weights.get("obs_std"),
+                             weights.get("mid_obs_mean"), weights.get("mid_obs_std"))
+    llc = llc.to(device).eval()
+    for p in llc.parameters():
+        p.requires_grad_(False)
+    llc.path = str(path)
+    return llc
+
+
+def validate_llc_for_task(llc: LowLevelController, task, mode: str, hl_obs_names=None) -> None:
+    """Check an LLC against a task's observation layout, action space, control and rate."""
+    spec = llc.spec
+    family = getattr(task, "task_family", None)
+    if spec["task_family"] != family:
+        raise LLCError(f"task_family: task {type(task).__name__} expects an LLC for '{family}', "
+                       f"the checkpoint is for '{spec['task_family']}'")
+    for part in ("policy", "mid"):
+        for name, size in spec["obs"].get(part, []):
+            if name not in task.obs_slices:
+                raise LLCError(f"obs.{part}: the LLC reads observation slice '{name}', which task "
+                               f"{type(task).__name__} does not have (it has {list(task.obs_slices)})")
+            sl = task.obs_slices[name]
+            if sl.stop - sl.start != int(size):
+                raise LLCError(f"obs.{part}.{name}: expected size {sl.stop - sl.start} (task "
+                               f"{type(task).__name__}), found {size} in the checkpoint")
+    if int(spec["action"]["dim"]) != task.num_actions:
+        raise LLCError(f"action.dim: expected {task.num_actions} (task {type(task).__name__}), "
+                       f"found {spec['action']['dim']}")
+    control = getattr(task, "control_type", None)
+    if spec["action"]["control_type"] != control:
+        raise LLCError(f"action.control_type: expected '{control}' (task {type(task).__name__}), "
+                       f"found '{spec['action']['control_type']}'")
+    if mode not in spec["latent"]["modes"]:
+        raise LLCError(f"mode: task.env.llc.mode={mode} but the checkpoint supports "
+                       f"{spec['latent']['modes']}; pick one of those")
+    if not math.isclose(float(spec["control_dt"]), float(task.dt), rel_tol=1e-6):
+        raise LLCError(f"control_dt: expected {task.dt} s (task sim.dt * controlFrequencyInv), found "
+                       f"{spec['control_dt']} s; skills are rate-specific, so run the task at the "
+                       "LLC's rate")
+    for name in hl_obs_names or []:
+        if name not in task.obs_slices:
+            raise LLCError(f"task.env.llc.hl_obs: unknown observation slice '{name}'; task has "
+                           f"{list(task.obs_slices)}")
