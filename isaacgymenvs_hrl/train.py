@@ -53,6 +53,17 @@ def validate(cfg: DictConfig) -> None:
         raise UserError("test=True plays a trained policy: give it with checkpoint=PATH/TO/model.pth")
     if cfg.checkpoint and not os.path.isfile(cfg.checkpoint):
         raise UserError(f"checkpoint file not found: {cfg.checkpoint}")
+    llc_cfg = cfg.task.env.get("llc") or {}
+    if llc_cfg.get("checkpoint"):
+        from isaacgymenvs_hrl.hrl import MODES
+        mode, algo = llc_cfg.get("mode", "continuous"), cfg.train.params.algo.name
+        if mode not in MODES:
+            raise UserError(f"task.env.llc.mode must be one of {', '.join(MODES)}, got '{mode}'")
+        needed = {"discrete": "a2c_discrete", "mixture": "hrl_mixture"}.get(mode, "a2c_continuous")
+        if algo != needed and not (mode == "mixture" and algo == "a2c_continuous"):
+            raise UserError(f"task.env.llc.mode={mode} needs train.params.algo.name={needed}, the train "
+                            f"config has {algo}; pick a matching train config (e.g. train=HRLDiscretePPO "
+                            "for discrete skills, train=HRLMixturePPO for mixtures)")
     conf = cfg.train.params.config
     if not cfg.test and "minibatch_size" in conf:
         batch = num_envs * int(conf.horizon_length) * int(cfg.task.env.get("numAgents", 1))
@@ -87,11 +98,26 @@ def run(cfg: DictConfig) -> None:
 
     task_cfg = to_dict(cfg.task)
     task_class = isaacgym_task_map[cfg.task_name]
+    rlg_config = to_dict(cfg.train)
+    llc_cfg = task_cfg["env"].get("llc") or {}
+    llc = None
+    if llc_cfg.get("checkpoint"):
+        from isaacgymenvs_hrl.hrl import LatentSkillEnv, load_llc
+        llc = load_llc(llc_cfg["checkpoint"])
+        steps = int(llc_cfg.get("steps") or llc.spec["default_steps"])
+        if llc_cfg.get("reward", "mean") == "smdp":
+            gamma = float(llc_cfg.get("gamma", 0.99)) ** steps
+            print(f"SMDP rewards: high-level gamma = {llc_cfg.get('gamma', 0.99)}^{steps} = {gamma:.5f}")
+            rlg_config["params"]["config"]["gamma"] = gamma
 
     def create_env(**kwargs):
         env = task_class(cfg=task_cfg, rl_device=cfg.rl_device, sim_device=cfg.sim_device,
                          graphics_device_id=cfg.graphics_device_id, headless=cfg.headless,
                          virtual_screen_capture=False, force_render=False)
+        if llc is not None:
+            env = LatentSkillEnv(env, llc, mode=llc_cfg.get("mode", "continuous"), steps=steps,
+                                 hl_obs=llc_cfg.get("hl_obs") or None, reward=llc_cfg.get("reward", "mean"),
+                                 llc_gamma=float(llc_cfg.get("gamma", 0.99)))
         if cfg.capture_video:
             from isaacgymenvs_hrl.utils.video import VideoRecorder
             env = VideoRecorder(env, os.path.join(run_dir, "videos"), cfg.capture_video_freq,
@@ -108,7 +134,6 @@ def run(cfg: DictConfig) -> None:
                    name=run_name, tags=list(cfg.wandb_tags), sync_tensorboard=True,
                    config=OmegaConf.to_container(cfg, resolve=True))
 
-    rlg_config = to_dict(cfg.train)
     rlg_config["params"]["config"]["device"] = cfg.rl_device
     rlg_config["params"]["config"]["device_name"] = cfg.rl_device
     # torch.compile costs minutes of compile time for small CPU MLPs; opt in with ...config.torch_compile=True

@@ -72,5 +72,10 @@ class DiscreteAgent(_AtomicSave, a2c_discrete.DiscreteA2CAgent):
 
 
 def register_agents(runner) -> None:
+    from rl_games.algos_torch import players
+
+    from ..hrl.mixture_agent import MixtureAgent
     runner.algo_factory.register_builder("a2c_continuous", lambda **kw: ContinuousAgent(**kw))
     runner.algo_factory.register_builder("a2c_discrete", lambda **kw: DiscreteAgent(**kw))
+    runner.algo_factory.register_builder("hrl_mixture", lambda **kw: MixtureAgent(**kw))
+    runner.player_factory.register_builder("hrl_mixture", lambda **kw: players.PpoPlayerContinuous(**kw))

@@ -1,8 +1,10 @@
 """Task registry, as IsaacGymEnvs' ``isaacgym_task_map``."""
 from .humanoid_locomotion import HumanoidLocomotion
 from .humanoid import Humanoid
+from .humanoid_location import HumanoidLocation
 
 isaacgym_task_map = {
     "HumanoidLocomotion": HumanoidLocomotion,
     "Humanoid": Humanoid,
+    "HumanoidLocation": HumanoidLocation,
 }
