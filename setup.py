@@ -26,5 +26,9 @@ setup(
         "pyyaml",
     ],
     extras_require={"test": ["pytest"], "export": ["onnx", "onnxruntime"]},
-    entry_points={"console_scripts": ["hrl-train=isaacgymenvs_hrl.train:main"]},
+    entry_points={"console_scripts": [
+        "hrl-train=isaacgymenvs_hrl.train:main",
+        "hrl-collect=isaacgymenvs_hrl.collect:main",
+        "hrl-skills=isaacgymenvs_hrl.skills_cli:main",
+    ]},
 )

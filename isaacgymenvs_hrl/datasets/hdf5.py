@@ -1,0 +1,96 @@
+"""Offline datasets: HDF5 with D4RL's keys plus named observation slices and metadata.
+
+    /observations (T, num_obs) float32   /actions (T, A)   /rewards (T,)   /terminals (T,) bool
+    /timeouts (T,) bool                  /obs/<slice name> (T, size) for every slice of the layout
+    attrs: metadata as JSON (task, obs_layout [[name, size], ...], control_dt, seed, code version, ...)
+
+Steps are stored env-major: each env's episodes follow one another, and an episode ends at a step
+whose terminal or timeout flag is set. Files are written to a temporary name, then renamed.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import UserError
+
+D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
+
+
+class DatasetError(UserError, ValueError):
+    pass
+
+
+def write_dataset(path: str | os.PathLike, data: dict, metadata: dict) -> Path:
+    """Write ``data`` (D4RL keys + optional extra arrays) and the named slices of observations."""
+    missing = [k for k in D4RL_KEYS if k not in data]
+    if missing:
+        raise DatasetError(f"cannot write dataset: missing arrays {missing}")
+    layout = metadata.get("obs_layout")
+    if not layout:
+        raise DatasetError("cannot write dataset: metadata needs 'obs_layout' [[name, size], ...]")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp.{os.getpid()}")
+    with h5py.File(tmp, "w") as f:
+        for key, value in data.items():
+            f.create_dataset(key, data=np.asarray(value), compression="gzip", compression_opts=1)
+        start = 0
+        for name, size in layout:
+            f.create_dataset(f"obs/{name}", data=np.asarray(data["observations"])[:, start:start + size],
+                             compression="gzip", compression_opts=1)
+            start += size
+        f.attrs["metadata"] = json.dumps(metadata)
+    os.replace(tmp, path)
+    return path
+
+
+def load_dataset(path: str | os.PathLike, require_slices=()) -> tuple[dict, dict]:
+    """Read and check a dataset; returns (arrays, metadata). Slices named in ``require_slices`` must exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"dataset not found: {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetError(f"dataset {path} is truncated or not an HDF5 file ({exc}); collect it again "
+                           "with hrl-collect") from None
+    with f:
+        missing = [k for k in D4RL_KEYS if k not in f]
+        if missing:
+            raise DatasetError(f"dataset {path} lacks the D4RL arrays {missing}")
+        try:
+            meta = json.loads(f.attrs["metadata"])
+        except (KeyError, ValueError):
+            raise DatasetError(f"dataset {path} has no readable 'metadata' attribute") from None
+        try:
+            data = {k: f[k][()] for k in f.keys() if k != "obs"}
+            data["obs"] = {k: f["obs"][k][()] for k in f["obs"].keys()} if "obs" in f else {}
+        except OSError as exc:
+            raise DatasetError(f"dataset {path} is corrupt: {exc}") from None
+    n = len(data["observations"])
+    for k in D4RL_KEYS:
+        if len(data[k]) != n:
+            raise DatasetError(f"dataset {path}: '{k}' has {len(data[k])} rows, observations have {n}")
+    layout = meta.get("obs_layout", [])
+    if sum(s for _, s in layout) != data["observations"].shape[1]:
+        raise DatasetError(f"dataset {path}: metadata obs_layout {layout} does not add up to the "
+                           f"observation width {data['observations'].shape[1]}")
+    have = {name for name, _ in layout}
+    lacking = [s for s in require_slices if s not in have]
+    if lacking:
+        raise DatasetError(f"dataset {path} has no observation slice(s) {lacking} (it has {sorted(have)}); "
+                           "collect it from a task whose layout includes them")
+    if not np.isfinite(data["observations"]).all() or not np.isfinite(data["actions"]).all():
+        raise DatasetError(f"dataset {path} contains NaN or infinite observations/actions")
+    return data, meta
+
+
+def episode_ids(data: dict) -> np.ndarray:
+    """Episode index of every step (an episode ends where terminals or timeouts is set)."""
+    ends = np.logical_or(data["terminals"], data["timeouts"]).astype(np.int64)
+    return np.concatenate([[0], np.cumsum(ends)[:-1]])

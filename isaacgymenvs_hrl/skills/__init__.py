@@ -1,0 +1,1 @@
+"""Offline skill learning: each algorithm turns a dataset into an LLC checkpoint plus a report."""
