@@ -1,0 +1,2 @@
+class InsertionExpert:  # placeholder replaced below
+    pass

@@ -1,0 +1,144 @@
+"""Pieces shared by the latent skill-learning algorithms (LDSE, HeLMS, MRS, NPMP).
+
+Small pure functions (Gaussian log-densities and KLs, standardization, PCA) plus the two things
+every algorithm repeats: a bidirectional-LSTM segment encoder and the LLC spec skeleton. Each
+algorithm's own file stays readable top to bottom; only these generic parts live here.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..datasets.hdf5 import DatasetError
+from ..utils.provenance import provenance
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+# ---- data ------------------------------------------------------------------------------------------
+def require_slices(meta: dict, names, algorithm: str) -> None:
+    """Every slice in ``names`` must be in the dataset's obs_layout."""
+    have = [n for n, _ in meta.get("obs_layout", [])]
+    lacking = [n for n in names if n not in have]
+    if lacking:
+        raise DatasetError(f"{algorithm}: the dataset has no observation slice(s) {lacking} (it has "
+                           f"{have}); collect it from a task whose layout includes them or change "
+                           "the slices in the skills config")
+
+
+def take_slices(data: dict, names) -> torch.Tensor:
+    """Named observation slices joined along the last axis, (T, sum of sizes) float32."""
+    if not names:
+        return torch.zeros(len(data["actions"]), 0)
+    return torch.from_numpy(np.concatenate([data["obs"][n] for n in names], axis=-1).astype(np.float32))
+
+
+def mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std (floored at 1e-3, as the LLC stores them)."""
+    return x.mean(0), x.std(0).clamp_min(1e-3)
+
+
+def standardize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """The LLC's own input normalization (``LowLevelController._norm``): clamp to +-5 std."""
+    return ((x - mean) / std).clamp(-5.0, 5.0)
+
+
+def seeded(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def minibatches(n: int, batch_size: int, g: torch.Generator):
+    """Shuffled index batches covering range(n) once."""
+    order = torch.randperm(n, generator=g)
+    for i in range(0, n, batch_size):
+        yield order[i:i + batch_size]
+
+
+def split(n: int, val_fraction: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) index tensors; at least one validation item."""
+    perm = torch.randperm(n, generator=g)
+    n_val = max(1, int(round(n * val_fraction)))
+    if n_val >= n:
+        raise DatasetError(f"only {n} training items; a validation split needs at least 2 (collect "
+                           "more episodes or use shorter windows)")
+    return perm[n_val:], perm[:n_val]
+
+
+# ---- Gaussians -------------------------------------------------------------------------------------
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag(exp(log_std))^2) summed over the last axis."""
+    log_std = torch.as_tensor(log_std, dtype=mean.dtype).expand_as(mean)
+    return (-0.5 * ((x - mean) / log_std.exp()) ** 2 - log_std - 0.5 * LOG_2PI).sum(-1)
+
+
+def kl_standard_normal(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(log_std)^2) || N(0, I)) summed over the last axis."""
+    return (0.5 * (mean ** 2 + (2 * log_std).exp() - 1.0) - log_std).sum(-1)
+
+
+def kl_gaussians(mean_q, log_std_q, mean_p, log_std_p) -> torch.Tensor:
+    """KL(N(mean_q, std_q^2) || N(mean_p, std_p^2)) for diagonal Gaussians, summed over the last axis."""
+    var_q, var_p = (2 * log_std_q).exp(), (2 * log_std_p).exp()
+    return (log_std_p - log_std_q + (var_q + (mean_q - mean_p) ** 2) / (2 * var_p) - 0.5).sum(-1)
+
+
+def rsample(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    return mean + log_std.exp() * torch.randn_like(mean)
+
+
+# ---- networks --------------------------------------------------------------------------------------
+class SegmentEncoder(nn.Module):
+    """q(z | segment): a bidirectional LSTM over per-step features (B, H, F) -> Gaussian (B, d).
+
+    The last hidden states of the forward and the backward pass are joined and mapped to the mean
+    and log-std (clamped to [-5, 2]) of a diagonal Gaussian.
+    """
+
+    def __init__(self, input_dim: int, latent_dim: int, hidden: int = 128):
+        super().__init__()
+        self.lstm = nn.LSTM(input_dim, hidden, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * hidden, 2 * latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, (h, _) = self.lstm(x)                                  # h: (2, B, hidden)
+        mean, log_std = self.head(torch.cat([h[0], h[1]], -1)).chunk(2, -1)
+        return mean, log_std.clamp(-5.0, 2.0)
+
+
+# ---- checkpoint and report helpers -----------------------------------------------------------------
+def llc_spec(meta: dict, *, policy_obs, action_dim: int, latent: dict, architecture: dict,
+             default_steps: int, algorithm: str, metrics: dict, config: dict, mid_obs=None, **extra) -> dict:
+    """The LLC spec every algorithm writes (fields documented in ``hrl.llc_checkpoint``)."""
+    layout = dict(meta["obs_layout"])
+    if meta.get("control_dt") is None or meta.get("control_type") is None:
+        raise DatasetError("the dataset metadata lacks control_dt or control_type; an LLC is rate- and "
+                           "control-specific, so collect the dataset again with hrl-collect")
+    spec = {
+        "task_family": meta.get("task_family"),
+        "obs": {"policy": [[n, int(layout[n])] for n in policy_obs]},
+        "action": {"dim": int(action_dim), "control_type": meta["control_type"], "scale": 1.0,
+                   "squash": "clip"},
+        "latent": latent,
+        "default_steps": int(default_steps), "control_dt": float(meta["control_dt"]),
+        "architecture": architecture,
+        "provenance": provenance(algorithm=algorithm, dataset=meta.get("path"),
+                                 dataset_commit=meta.get("commit"), seed=config.get("seed"),
+                                 metrics=metrics, config=config, **extra),
+    }
+    if mid_obs:
+        spec["obs"]["mid"] = [[n, int(layout[n])] for n in mid_obs]
+    return spec
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """Project rows of ``x`` (N, d) onto their first two principal components, (N, 2)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x - x.mean(0, keepdims=True)
+    if x.shape[1] < 2:
+        return np.concatenate([x, np.zeros((len(x), 2 - x.shape[1]))], 1)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T
