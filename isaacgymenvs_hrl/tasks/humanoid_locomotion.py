@@ -18,7 +18,7 @@ import torch
 
 from ..paths import asset_path
 from ..utils.torch_jit_utils import quat_from_yaw, quat_rotate, quat_rotate_inverse, world_to_heading, yaw_from_quat
-from .base.vec_task import VecTask
+from .base.vec_task import TaskConfigError, VecTask
 
 REWARD_TERMS = ("lin_vel", "yaw_rate", "alive", "upright", "effort", "energy", "death")
 
@@ -38,13 +38,14 @@ class HumanoidLocomotion(VecTask):
 
     task_family = "humanoid"     # which LLCs fit: checked against LLC checkpoints
     default_control = "pd"
+
     def __init__(self, cfg, rl_device, sim_device, graphics_device_id, headless,
                  virtual_screen_capture=False, force_render=False):
         env = cfg["env"]
         self.asset_file = env.get("asset", {}).get("assetFileName", "mjcf/humanoid.xml")
         self.control_mode = env.get("controlType", self.default_control)
         if self.control_mode not in ("pd", "torque"):
-            raise ValueError(f"task.env.controlType must be 'pd' or 'torque', got {self.control_mode!r}")
+            raise TaskConfigError(f"task.env.controlType must be 'pd' or 'torque', got {self.control_mode!r}")
         self.control_type = "joint_position" if self.control_mode == "pd" else "torque"
         self.action_scale = float(env.get("actionScale", 0.5))
         self.pd_stiffness = {**DEFAULT_PD_STIFFNESS, **env.get("pdStiffness", {})}
@@ -99,7 +100,7 @@ class HumanoidLocomotion(VecTask):
             name = model.joint(joint).name
             prefix = next((p for p in self.pd_stiffness if name.startswith(p)), None)
             if prefix is None:
-                raise ValueError(f"no PD stiffness for joint '{name}': add it to task.env.pdStiffness")
+                raise TaskConfigError(f"no PD stiffness for joint '{name}': add it to task.env.pdStiffness")
             kp = self.pd_stiffness[prefix]
             model.actuator_gaintype[i] = mujoco.mjtGain.mjGAIN_FIXED
             model.actuator_gainprm[i, :] = 0.0
