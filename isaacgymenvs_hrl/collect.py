@@ -70,8 +70,12 @@ def collect(task, policy, num_episodes: int, noise: float = 0.0, deterministic: 
         if policy is None:
             actions = torch.rand(n, task.num_actions, device=obs.device) * 2 - 1
         else:
-            mu, sigma = policy(obs)
-            actions = mu if deterministic else mu + sigma * torch.randn_like(mu)
+            out = policy(obs)                 # rl-games: (mu, sigma); scripted expert: actions
+            if isinstance(out, tuple):
+                mu, sigma = out
+                actions = mu if deterministic else mu + sigma * torch.randn_like(mu)
+            else:
+                actions = out
         if noise > 0:
             actions = actions + noise * torch.randn_like(actions)
         actions = actions.clamp(-1.0, 1.0)
@@ -113,10 +117,15 @@ def main_hydra(cfg: DictConfig) -> None:
         task_cfg["env"]["numEnvs"] = int(cfg.num_envs)
         task = isaacgym_task_map[cfg.task_name](cfg=task_cfg, rl_device=cfg.rl_device, sim_device=cfg.sim_device,
                                                 graphics_device_id=-1, headless=True)
-        policy = None if cfg.policy == "random" else load_rlgames_policy(
-            cfg.policy, task.num_obs, task.num_actions, cfg.rl_device)
+        noise = float(cfg.noise)
+        if cfg.policy == "expert":          # scripted expert; it applies the action noise itself
+            from isaacgymenvs_hrl.experts import make_expert
+            policy, noise = make_expert(task, noise, seed), 0.0
+        else:
+            policy = None if cfg.policy == "random" else load_rlgames_policy(
+                cfg.policy, task.num_obs, task.num_actions, cfg.rl_device)
         t0 = time.time()
-        data = collect(task, policy, int(cfg.num_episodes), float(cfg.noise), bool(cfg.deterministic))
+        data = collect(task, policy, int(cfg.num_episodes), noise, bool(cfg.deterministic))
         elapsed = time.time() - t0
         meta = {"task": cfg.task_name, "obs_layout": [[k, s.stop - s.start] for k, s in task.obs_slices.items()],
                 "control_dt": task.dt, "control_type": getattr(task, "control_type", None),

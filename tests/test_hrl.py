@@ -358,8 +358,12 @@ def test_latent_skill_env_runs_every_mode(llc):
 def test_bad_settings_for_latent_skill_env(llc):
     with pytest.raises(UserError, match="task.env.llc.reward"):
         LatentSkillEnv(location_task(2), llc, reward="max")
-    with pytest.raises(UserError, match="task.env.llc.steps"):
-        LatentSkillEnv(location_task(2), llc, steps=-1)
+    for steps in (-1, 0):
+        with pytest.raises(UserError, match=f"task.env.llc.steps must be >= 1, got {steps}"):
+            LatentSkillEnv(location_task(2), llc, steps=steps)
+    assert LatentSkillEnv(location_task(2), llc, steps=None).steps == K_STEPS       # the default
+    assert LatentSkillEnv(location_task(2), llc, steps="").steps == K_STEPS
+    assert LatentSkillEnv(location_task(2), llc, steps=3).steps == 3
     with pytest.raises(LLCError, match="hl_obs.*'nope'"):
         LatentSkillEnv(location_task(2), llc, hl_obs=["nope"])
     env = LatentSkillEnv(location_task(2), llc, hl_obs=["task"])

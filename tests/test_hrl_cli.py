@@ -1,22 +1,40 @@
 """The HRL entry point in subprocesses (``python -m isaacgymenvs_hrl.train``) with tiny settings:
 a high level trained over a frozen LLC checkpoint from the command line, checkpoints swapped by
-path, the discrete and mixture modes with their train configs, and clear errors."""
+path, the discrete and mixture modes with their train configs, and clear errors.
+
+Each subprocess spends most of its time importing torch and rl-games, so the error cases that
+need no CLI-level check beyond the message run ``train.run`` in process on a Hydra-composed config;
+the two the CLI must handle end to end (a train config that does not fit the mode, a missing LLC
+file) run as subprocesses and also check that no traceback is printed.
+"""
 from __future__ import annotations
 
 import glob
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from test_cli import hrl_train
 from test_hrl import llc_spec, write_llc
 
+TRAIN = [sys.executable, "-m", "isaacgymenvs_hrl.train"]
 HL = ["task=HumanoidLocation", "headless=True"]
-# a short rollout (16 x 32 envs = 512 samples) for the runs that only have to complete
-SHORT = ["num_envs=32", "max_iterations=1", "train.params.config.horizon_length=16",
-         "train.params.config.minibatch_size=512"]
+# a short rollout (8 x 16 envs = 128 samples) for the runs that only have to complete
+SHORT = ["num_envs=16", "max_iterations=1", "train.params.config.horizon_length=8",
+         "train.params.config.minibatch_size=128"]
+
+
+def hrl_train(args, cwd, timeout=300):
+    # One torch intra-op thread: on a shared 2-core machine torch's default (one thread per core)
+    # makes every small-MLP forward wait on a busy core (x10-x50 slower); MuJoCo's own thread pool
+    # (sim.mujoco.num_threads) is not affected by this variable.
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    return subprocess.run(TRAIN + list(args), cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
 
 
 def sha256(path) -> str:
@@ -107,6 +125,22 @@ def test_mixture_mode_with_its_train_config(llc_files):
     assert model["a2c_network.mu.weight"].shape[0] == 3 + 3 * 4     # K scores + K latents
 
 
+@pytest.mark.parametrize("args, expected", [
+    (lambda d, a: ["task.env.llc.mode=discrete", f"task.env.llc.checkpoint={a}"],
+     ["task.env.llc.mode=discrete needs train.params.algo.name=a2c_discrete", "train=HRLDiscretePPO"]),
+    (lambda d, a: [f"task.env.llc.checkpoint={d}/no_such_llc.pt"], ["LLC checkpoint not found", "no_such_llc.pt"]),
+], ids=["discrete-without-its-train-config", "missing-file"])
+def test_bad_llc_settings_give_a_clear_error(llc_files, tmp_path, args, expected):
+    d, a, _ = llc_files
+    res = hrl_train(HL + SHORT + args(tmp_path, a), tmp_path)
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out[-3000:]
+    for needle in expected:
+        assert needle in out, (needle, out[-2000:])
+    assert "Traceback (most recent call last)" not in out, out[-3000:]
+
+
+# ---- more bad settings, in process: the same train.run, without the import cost -----------------
 def _corrupt(d):
     p = Path(d) / "corrupt.pt"
     p.write_bytes(b"\x00not a checkpoint" * 64)
@@ -120,19 +154,26 @@ def _franka(d):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (lambda d, a: ["task.env.llc.mode=discrete", f"task.env.llc.checkpoint={a}"],
-     ["task.env.llc.mode=discrete needs train.params.algo.name=a2c_discrete", "train=HRLDiscretePPO"]),
     (lambda d, a: ["task.env.llc.mode=options", f"task.env.llc.checkpoint={a}"], ["task.env.llc.mode must be"]),
-    (lambda d, a: [f"task.env.llc.checkpoint={d}/no_such_llc.pt"], ["LLC checkpoint not found", "no_such_llc.pt"]),
     (lambda d, a: [f"task.env.llc.checkpoint={_corrupt(d)}"], ["truncated or corrupt"]),
-    (lambda d, a: [f"task.env.llc.checkpoint={_franka(d)}"], ["task_family", "franka"]),
-], ids=["discrete-without-its-train-config", "unknown-mode", "missing-file", "corrupt-file",
-        "wrong-task-family"])
-def test_bad_llc_settings_give_a_clear_error(llc_files, tmp_path, args, expected):
+    (lambda d, a: [f"task.env.llc.checkpoint={_franka(d)}"], ["task_family", "'humanoid'", "'franka'"]),
+    (lambda d, a: ["task.env.llc.reward=max", f"task.env.llc.checkpoint={a}"], ["task.env.llc.reward"]),
+    (lambda d, a: ["task.env.llc.steps=-2", f"task.env.llc.checkpoint={a}", "task.env.llc.mode=multires"],
+     ["task.env.llc.steps must be >= 1, got -2"]),
+], ids=["unknown-mode", "corrupt-file", "wrong-task-family", "unknown-reward", "negative-steps"])
+def test_bad_llc_settings_in_process(llc_files, tmp_path, monkeypatch, args, expected):
+    from hydra import compose, initialize_config_dir
+
+    import isaacgymenvs_hrl.train as train
+    from isaacgymenvs_hrl.errors import UserError
+    from isaacgymenvs_hrl.paths import CFG_DIR
+
     d, a, _ = llc_files
-    res = hrl_train(HL + SHORT + args(tmp_path, a), tmp_path, timeout=300)
-    out = res.stdout + res.stderr
-    assert res.returncode == 2, out[-3000:]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONHASHSEED", os.environ.get("PYTHONHASHSEED", ""))   # set_seed writes it
+    with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.1"):
+        cfg = compose(config_name="config", overrides=HL + SHORT + args(tmp_path, a))
+    with pytest.raises(UserError) as info:
+        train.run(cfg)
     for needle in expected:
-        assert needle in out, (needle, out[-2000:])
-    assert "Traceback (most recent call last)" not in out, out[-3000:]
+        assert needle in str(info.value), (needle, str(info.value))

@@ -36,8 +36,11 @@ class ScriptedExpert:
         ee_pos, ee_rot = task.ee_pose()
         goal, yaw_err, grip, gain = self.plan(new, ee_pos, tool_yaw(ee_rot))
         self.timer += 1
-        delta = (goal - ee_pos) / task.pos_scale * gain[:, None]
-        delta = delta / delta.abs().amax(-1, keepdim=True).clamp_min(1.0)       # keep the direction
+        # steer the controller's persistent target, not the lagging measured pose (no overshoot)
+        ref = torch.where(new[:, None], ee_pos, task.action_map.target_pos)
+        delta = (goal - ref) / task.pos_scale
+        # speed limit ``gain`` (share of the full action), keeping the direction
+        delta = delta * (gain[:, None] / delta.abs().amax(-1, keepdim=True).clamp_min(1e-6)).clamp(max=1.0)
         parts = [delta]
         if task.control_type == "ee_delta":
             parts.append((yaw_err / task.yaw_scale).clamp(-1.0, 1.0)[:, None])

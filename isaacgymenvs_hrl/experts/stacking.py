@@ -47,7 +47,7 @@ class StackingExpert(ScriptedExpert):
         grasp = obj.clone()
         grasp[:, 2] = torch.clamp(obj[:, 2] - self.grasp_depth, min=0.012)
         above = grasp + torch.tensor([0.0, 0.0, self.approach_height], device=task.device)
-        carry_z = torch.maximum(target[:, 2], obj[:, 2]) + self.clearance + self.offset[:, 2]
+        carry_z = target[:, 2] + self.clearance + self.offset[:, 2]
         place = target + self.offset
         follows = torch.norm(ee_pos - obj - self.offset, dim=-1) < 0.025      # object still in hand
         d = lambda a, b: torch.norm(a - b, dim=-1)
@@ -73,14 +73,18 @@ class StackingExpert(ScriptedExpert):
         goal = torch.where((ph == RETREAT)[:, None], up, goal)
         closed = (ph >= CLOSE) & (ph <= LOWER)
         grip = torch.where(closed, -grip, grip)
-        gain = torch.where(ph == LOWER, 0.5 * gain, gain)
+        # close gently: ramp the opening target from the object's width to shut over a few steps
+        ramp = (self.timer.float() / 3.0).clamp(max=1.0)
+        width_cmd = (hw[ar, self.pick] + 0.004) / 0.02 - 1.0
+        grip = torch.where(ph == CLOSE, (1 - ramp) * width_cmd - ramp, grip)
+        gain = torch.where((ph == LOWER) | (ph == LIFT), 0.3 * gain, gain)
         yaw_err = torch.where((ph == APPROACH) | (ph == DESCEND), yaw_err, torch.zeros_like(yaw_err))
 
         # transitions (evaluated on this step's state, applied for the next call)
         t = self.timer
         to_descend = (ph == APPROACH) & (d(ee_pos, above) < 0.012) & (yaw_err.abs() < 0.08)
         to_close = (ph == DESCEND) & ((d(ee_pos, grasp) < 0.006) | (t > 40))
-        to_lift = (ph == CLOSE) & (t >= self.wait_close)
+        to_lift = (ph == CLOSE) & (t >= self.wait_close + 3)
         self.offset = torch.where(to_lift[:, None], ee_pos - obj, self.offset)
         dropped = ((ph == LIFT) | (ph == CARRY)) & ~follows & (t > 2)
         to_carry = (ph == LIFT) & (ee_pos[:, 2] > carry_z - 0.015)

@@ -29,7 +29,8 @@ class LatentSkillEnv:
             raise UserError(f"task.env.llc.reward must be one of {REWARD_AGGREGATIONS}, got '{reward}'")
         validate_llc_for_task(llc, task, mode, hl_obs)
         self.task, self.llc, self.mode = task, llc.to(task.device), mode
-        self.steps = int(steps or llc.spec["default_steps"])
+        # None or '' = the checkpoint's default; 0 is an error, not the default
+        self.steps = int(llc.spec["default_steps"] if steps is None or steps == "" else steps)
         if self.steps < 1:
             raise UserError(f"task.env.llc.steps must be >= 1, got {self.steps}")
         self.reward_mode, self.llc_gamma = reward, float(llc_gamma)

@@ -58,17 +58,17 @@ class MRSConfig:
     """high-level action multiplier before normalization (the LLC's latent.scale)"""
     hidden: list = field(default_factory=lambda: [256, 256])
     """hidden sizes of the shared policy backbone"""
-    lstm_hidden: int = 128
+    lstm_hidden: int = 64
     """hidden size of each direction of every segment encoder"""
     activation: str = "elu"
     """activation of the policy backbone"""
-    epochs: int = 30
+    epochs: int = 20
     """passes over the shortest resolution's training segments"""
     batch_size: int = 128
     """segments per resolution per gradient step"""
     lr: float = 1e-3
     """Adam learning rate (cosine-annealed to 0)"""
-    stride: int = 1
+    stride: int = 2
     """step between the starts of consecutive segments of an episode"""
     val_fraction: float = 0.05
     """share of segments (per resolution) held out for the validation losses"""
@@ -165,7 +165,8 @@ def train_mrs(data: dict, meta: dict, cfg: MRSConfig, output: str, log=print, pr
     bar = tqdm(range(cfg.epochs), desc="mrs", disable=not progress)
     n_batches = -(-len(seg_split[0][0]) // cfg.batch_size)
     for epoch in bar:
-        policy.train(); encoders.train()
+        policy.train()
+        encoders.train()
         sums = dict.fromkeys(keys, 0.0)
         for first in minibatches(len(seg_split[0][0]), cfg.batch_size, g):
             picks = [seg_split[0][0][first]] + [draw(tr, len(first)) for tr, _ in seg_split[1:]]
@@ -177,7 +178,8 @@ def train_mrs(data: dict, meta: dict, cfg: MRSConfig, output: str, log=print, pr
             for k in keys:
                 sums[k] += out[k].item() / n_batches
         sched.step()
-        policy.eval(); encoders.eval()
+        policy.eval()
+        encoders.eval()
         with torch.no_grad():
             v = mrs_losses(policy, encoders, cfg, *batch([va for _, va in seg_split], step_val))
         for k in keys:

@@ -90,6 +90,10 @@ def base_spec() -> mujoco.MjSpec:
 class FrankaBase(VecTask):
     """Panda arm + gripper control and shared bookkeeping; subclasses add objects and the task."""
 
+    # Measured: servo targets that jump every control period (even ~1 cm at the hand) shake a
+    # grasped cube out of the fingers; ramping them over the period holds it.
+    default_ctrl_ramp_chunks = 5
+
     task_family = "franka"
     variant_names: tuple = ()
     group_names: tuple = ()       # second axis of the success statistics (object set / peg shape)
@@ -105,7 +109,7 @@ class FrankaBase(VecTask):
         self.ik_iterations = int(env.get("ikIterations", 3))
         self.ik_damping = float(env.get("ikDamping", 0.05))
         self.arm_reset_noise = float(env.get("armResetNoise", 0.05))
-        self.max_lead = float(env.get("maxTargetLead", 0.04))
+        self.max_lead = float(env.get("maxTargetLead", 0.02))
         self.dof_vel_scale = float(env.get("dofVelocityScale", 0.1))
         self.reward_type = env.get("rewardType", "dense")
         if self.reward_type not in REWARD_TYPES:
@@ -213,6 +217,8 @@ class FrankaBase(VecTask):
         """Episode bookkeeping for ``env_ids`` whose arm restarts at joint positions arm_q (n, 7)."""
         self.log_episodes(env_ids)
         self.action_map.reset(env_ids, arm_q)
+        ctrl = self.engine.ctrl                      # servos start on the reset pose, no jump
+        ctrl[env_ids[:, None], self.arm_act] = arm_q.to(ctrl)
         self.progress_buf[env_ids] = 0
         self.success_streak[env_ids] = 0
         self.episode_success[env_ids] = False

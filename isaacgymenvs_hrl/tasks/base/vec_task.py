@@ -57,6 +57,7 @@ class VecTask(abc.ABC):
     """Base of every task. Subclasses set ``mjcf_path`` and fill the hooks below."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+    default_ctrl_ramp_chunks = 1     # env.ctrlRampChunks: see _simulate
 
     # ---- hooks for tasks ----------------------------------------------------------------
     @abc.abstractmethod
@@ -121,6 +122,7 @@ class VecTask(abc.ABC):
         self.control_freq_inv = int(_get(config, "env.controlFrequencyInv", 1))
         self.clip_obs = float(_get(config, "env.clipObservations", math.inf))
         self.clip_actions = float(_get(config, "env.clipActions", math.inf))
+        self.ctrl_ramp_chunks = int(_get(config, "env.ctrlRampChunks", self.default_ctrl_ramp_chunks))
         self.num_agents = int(_get(config, "env.numAgents", 1))
 
         sim_cfg = config.get("sim", {})
@@ -196,11 +198,12 @@ class VecTask(abc.ABC):
             actions = self.randomizer.noise_actions(actions)
         actions = torch.clamp(actions, -self.clip_actions, self.clip_actions)
 
+        ctrl_from = self.engine.ctrl.clone() if self.ctrl_ramp_chunks > 1 else None
         self.pre_physics_step(actions)
-        for _ in range(self.control_freq_inv):
+        for i in range(self.control_freq_inv):
             if self.force_render:
                 self.render()
-            self.engine.step(self.sim_params.substeps)
+            self._simulate(ctrl_from if i == 0 else None)
         self.progress_buf += 1
         self.randomize_buf += 1
 
@@ -224,6 +227,20 @@ class VecTask(abc.ABC):
             self.randomizer.on_step()
         return self._pack_obs(), self.rew_buf.to(self.rl_device), \
             self.reset_buf.to(self.rl_device), self.extras
+
+    def _simulate(self, ctrl_from: torch.Tensor | None) -> None:
+        """One simulate(): ``substeps`` physics steps. With ``ctrlRampChunks`` > 1 the controls ramp
+        from ``ctrl_from`` to the new ones in that many pieces, as a robot's trajectory interpolator
+        does: a step change of servo targets every control period shakes grasped objects loose."""
+        n = self.sim_params.substeps
+        chunks = min(self.ctrl_ramp_chunks, n)
+        if ctrl_from is None or chunks <= 1:
+            self.engine.step(n)
+            return
+        ctrl_to = self.engine.ctrl.clone()
+        for i in range(chunks):
+            self.engine.ctrl[:] = ctrl_from + (i + 1) / chunks * (ctrl_to - ctrl_from)
+            self.engine.step(n // chunks + (1 if i < n % chunks else 0))
 
     def _pack_obs(self) -> dict:
         obs = self.obs_buf

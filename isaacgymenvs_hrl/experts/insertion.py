@@ -1,2 +1,0 @@
-class InsertionExpert:  # placeholder replaced below
-    pass

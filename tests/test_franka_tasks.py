@@ -1,0 +1,113 @@
+"""Franka controllers and FrankaStack on real MuJoCo: batched FK/Jacobian, IK, success predicates."""
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+
+from isaacgymenvs_hrl.controllers import ChainKinematics, solve_ik
+from isaacgymenvs_hrl.controllers.arm_action import down_rotation
+from isaacgymenvs_hrl.paths import asset_path
+from isaacgymenvs_hrl.tasks.franka_stack import FrankaStack, stack_success
+
+ARM = [f"panda_joint{i}" for i in range(1, 8)]
+HOME = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
+
+
+def stack_cfg(**env):
+    return {"name": "FrankaStack", "physics_engine": "mujoco",
+            "env": {"numEnvs": 4, "episodeLength": 50, **env},
+            "sim": {"dt": 0.05, "substeps": 25, "mujoco": {"num_threads": 2}}}
+
+
+def test_batched_fk_and_jacobian_match_mujoco():
+    m = mujoco.MjModel.from_xml_path(str(asset_path("mjcf/franka/stack_scene.xml")))
+    d = mujoco.MjData(m)
+    kin = ChainKinematics(m, ARM, "ee_site", dtype=torch.float64)
+    rng = np.random.default_rng(0)
+    sid = m.site("ee_site").id
+    qs, pos, rot, jac = [], [], [], []
+    for _ in range(8):
+        d.qpos[:7] = HOME + rng.uniform(-0.6, 0.6, 7)
+        mujoco.mj_forward(m, d)
+        jp, jr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
+        mujoco.mj_jacSite(m, d, jp, jr, sid)
+        qs.append(d.qpos[:7].copy())
+        pos.append(d.site_xpos[sid].copy())
+        rot.append(d.site_xmat[sid].reshape(3, 3).copy())
+        jac.append(np.vstack([jp, jr])[:, :7])
+    p, r, j = kin.forward(torch.tensor(np.array(qs)))
+    np.testing.assert_allclose(p.numpy(), np.array(pos), atol=1e-9)
+    np.testing.assert_allclose(r.numpy(), np.array(rot), atol=1e-9)
+    np.testing.assert_allclose(j.numpy(), np.array(jac), atol=1e-9)
+
+
+def test_ik_reaches_reachable_targets():
+    m = mujoco.MjModel.from_xml_path(str(asset_path("mjcf/franka/stack_scene.xml")))
+    kin = ChainKinematics(m, ARM, "ee_site", dtype=torch.float64)
+    n = 16
+    gen = torch.Generator().manual_seed(0)
+    goal = torch.stack([0.35 + 0.25 * torch.rand(n, generator=gen, dtype=torch.float64),
+                        -0.2 + 0.4 * torch.rand(n, generator=gen, dtype=torch.float64),
+                        0.05 + 0.25 * torch.rand(n, generator=gen, dtype=torch.float64)], -1)
+    yaw = (torch.rand(n, generator=gen, dtype=torch.float64) - 0.5)
+    q0 = torch.tensor(HOME).expand(n, 7)
+    q = solve_ik(kin, q0, goal, down_rotation(yaw), iterations=30, damping=0.02)
+    p, r = kin.forward(q, jacobian=False)
+    assert (p - goal).norm(dim=-1).max() < 1e-3
+    assert (r - down_rotation(yaw)).abs().amax() < 1e-2
+
+
+def test_ee_delta_action_moves_the_hand():
+    torch.manual_seed(0)
+    task = FrankaStack(stack_cfg(armResetNoise=0.0), "cpu", "cpu", -1, True)
+    task.reset()
+    start, _ = task.ee_pose()
+    act = torch.zeros(4, 5)
+    act[:, 2] = -0.5       # down 1.5 cm per step
+    act[:, 4] = 1.0
+    for _ in range(6):
+        task.step(act)
+    end, _ = task.ee_pose()
+    moved = start - end
+    assert moved[:, 2].min() > 0.06 and moved[:, 2].max() < 0.11
+    assert moved[:, :2].norm(dim=-1).max() < 0.01
+
+
+def test_stack_success_predicate_on_constructed_states():
+    hh = torch.full((3, 3), 0.025)
+    hw = torch.full((3, 3), 0.025)
+    pair = torch.tensor([[0, 2]] * 3)                  # red on blue
+    pyr = torch.zeros(3, dtype=torch.bool)
+    pos = torch.tensor([[0.5, 0.0, 0.025], [0.5, 0.15, 0.025], [0.5, -0.15, 0.025]]).repeat(3, 1, 1)
+    pos[0, 0] = torch.tensor([0.5, -0.15, 0.075])      # resting on blue
+    pos[1, 0] = torch.tensor([0.5, -0.15, 0.095])      # hovering 2 cm above
+    pos[2, 0] = torch.tensor([0.5, -0.11, 0.075])      # beside (4 cm off)
+    ee = torch.tensor([[0.5, -0.15, 0.3]]).repeat(3, 1)
+    ok = stack_success(pos, hh, hw, ee, pair, pyr, 0.01, 0.06)
+    assert ok.tolist() == [True, False, False]
+    ee_held = ee.clone()
+    ee_held[0] = pos[0, 0]
+    assert not stack_success(pos, hh, hw, ee_held, pair, pyr, 0.01, 0.06)[0]
+
+
+@pytest.mark.parametrize("sets", [["cubes", "cylinders", "boxes", "slanted", "mixed"]])
+def test_all_object_sets_build_and_rest_on_the_table(sets):
+    torch.manual_seed(0)
+    task = FrankaStack(stack_cfg(numEnvs=8, objectSets=sets, variants=["red_on_blue", "pyramid"]),
+                       "cpu", "cpu", -1, True)
+    obs = task.reset()["obs"]
+    assert obs.shape == (8, task.num_obs) and task.num_obs == 22 + 45 + 13
+    for _ in range(5):
+        task.step(torch.zeros(8, task.num_actions))
+    hh, _, _ = task.object_dims()
+    z = task.object_qpos()[:, :, 2]
+    assert ((z - hh).abs() < 0.004).all(), "active objects should rest on the table"
+
+
+def test_bad_config_names_the_key():
+    with pytest.raises(Exception, match="objectSets"):
+        FrankaStack(stack_cfg(objectSets=["spheres"]), "cpu", "cpu", -1, True)
+    with pytest.raises(Exception, match="controlType"):
+        FrankaStack(stack_cfg(controlType="osc"), "cpu", "cpu", -1, True)
