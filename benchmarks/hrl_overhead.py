@@ -5,6 +5,7 @@ k plain ``VecTask.step`` calls with precomputed actions, side by side in one pro
     python benchmarks/hrl_overhead.py                         # N=256, k=5, HumanoidLocation, CPU
     python benchmarks/hrl_overhead.py --json /tmp/hrl.json    # also write every round as JSON
     python benchmarks/hrl_overhead.py --profile               # plus a cProfile of the HL step
+    python benchmarks/hrl_overhead.py --torch-threads 1       # LLC forward on one torch thread
 
 Both sides run the same physics: the base task replays the exact actions the LLC produced in a
 recording pass (same seed, same initial states), so the only difference is what the hierarchy adds
@@ -240,6 +241,10 @@ def print_report(results: dict, log) -> None:
         f"{r['in_run_ratio']:.3f}")
     log(f"  one LLC forward alone at N={n}: {1e3 * r['llc_forward_s']:.3f} ms "
         f"(x{k} = {1e3 * k * r['llc_forward_s']:.2f} ms per HL step)")
+    if r["ratio"] > TARGET_RATIO and mi["torch_threads"] > 1:
+        log(f"  hint: torch runs the LLC on {mi['torch_threads']} intra-op threads next to MuJoCo's "
+            f"{mi['engine_threads']} rollout threads; where they share cores the small-MLP forward waits "
+            "on busy cores. Compare with --torch-threads 1.")
     log(f"total wall time {results['wall_s']:.1f} s")
 
 
@@ -249,8 +254,8 @@ def parse_args(argv=None):
     p.add_argument("--task", default="HumanoidLocation", choices=sorted(isaacgym_task_map))
     p.add_argument("--num-envs", type=int, default=256)
     p.add_argument("--k", type=int, default=5, help="control steps per high-level step")
-    p.add_argument("--macro-steps", type=int, default=20, help="high-level steps per timed round")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved HL/base rounds")
+    p.add_argument("--macro-steps", type=int, default=6, help="high-level steps per timed round")
+    p.add_argument("--rounds", type=int, default=15, help="interleaved HL/base rounds")
     p.add_argument("--hidden", type=int, nargs="+", default=[256, 256], help="LLC hidden layer sizes")
     p.add_argument("--latent", type=int, default=8, help="LLC latent dimension")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="C MuJoCo threads")

@@ -131,8 +131,9 @@ class SkillMatcher:
 
     ``matcher(obs, actions)`` takes raw observations (B, h, S) of the LLC's policy slices and the
     actions (B, h, A) taken at them (any h >= 1; the encoder saw h = horizon in training) and
-    returns the posterior mean z (B, d): the high-level action that, in continuous mode, asks the
-    LLC to continue the matched behaviour (tanh normalization: z is passed as is).
+    returns the posterior mean z (B, d). In continuous mode the LLC computes normalize(hl * scale),
+    and the policy was cloned on normalize(z), so the high-level action that asks the LLC to
+    continue the matched behaviour is z / latent_scale (z itself with the default scale 1).
     """
 
     def __init__(self, encoder: SegmentEncoder, obs_mean: torch.Tensor, obs_std: torch.Tensor, horizon: int):

@@ -20,7 +20,7 @@ from ..paths import asset_path
 from ..utils.torch_jit_utils import quat_from_yaw, quat_rotate, quat_rotate_inverse, world_to_heading, yaw_from_quat
 from .base.vec_task import TaskConfigError, VecTask
 
-REWARD_TERMS = ("lin_vel", "yaw_rate", "alive", "upright", "effort", "energy", "death")
+REWARD_TERMS = ("lin_vel", "progress", "yaw_rate", "alive", "upright", "effort", "energy", "death")
 
 
 # PD gains by joint-name prefix (Nm/rad); damping kv = kp * pdDampingRatio. The MJCF's motor gear
@@ -64,7 +64,7 @@ class HumanoidLocomotion(VecTask):
         self.reset_noise = float(env.get("resetJointNoise", 0.1))
         scales = env.get("rewardScales", {})
         self.reward_scales = {k: float(scales.get(k, v)) for k, v in dict(
-            lin_vel=1.0, yaw_rate=0.5, alive=0.5, upright=0.2, effort=-0.005, energy=-0.02,
+            lin_vel=1.0, progress=0.5, yaw_rate=0.5, alive=0.25, upright=0.1, effort=-0.005, energy=-0.02,
             death=float(env.get("deathCost", -2.0))).items()}
         super().__init__(cfg, rl_device, sim_device, graphics_device_id, headless,
                          virtual_screen_capture, force_render)
@@ -213,7 +213,7 @@ def compute_locomotion_observations(qpos: torch.Tensor, qvel: torch.Tensor, comm
 def compute_locomotion_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: torch.Tensor,
                               torques: torch.Tensor, act_dof: torch.Tensor, commands: torch.Tensor,
                               termination_height: float, scales: torch.Tensor):
-    """Reward, per-term weighted values (N, 7) in REWARD_TERMS order, and the fall mask."""
+    """Reward, per-term weighted values (N, terms) in REWARD_TERMS order, and the fall mask."""
     quat = qpos[:, 3:7]
     lin_vel_h = world_to_heading(qvel[:, 0:3], yaw_from_quat(quat))
     yaw_rate_w = quat_rotate(quat, qvel[:, 3:6])[:, 2]
@@ -221,8 +221,14 @@ def compute_locomotion_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: t
     fallen = qpos[:, 2] < termination_height
     lin_err = torch.sum((lin_vel_h[:, 0:2] - commands[:, 0:2]) ** 2, dim=-1)
     yaw_err = (yaw_rate_w - commands[:, 2]) ** 2
+    # velocity along the commanded direction, up to the commanded speed: a dense push to walk,
+    # where the tracking kernel alone lets standing still collect exp(-|cmd|^2 / 0.25)
+    speed = torch.norm(commands[:, 0:2], dim=-1)
+    along = torch.sum(lin_vel_h[:, 0:2] * commands[:, 0:2], dim=-1) / speed.clamp_min(0.1)
+    progress = torch.where(speed > 0.05, torch.minimum(along, speed) - speed, torch.zeros_like(speed))
     terms = torch.stack([
         torch.exp(-lin_err / 0.25),
+        progress,
         torch.exp(-yaw_err / 0.25),
         torch.ones_like(lin_err),
         up,
