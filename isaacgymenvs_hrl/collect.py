@@ -113,6 +113,8 @@ def main_hydra(cfg: DictConfig) -> None:
         if int(cfg.num_episodes) <= 0:
             raise UserError(f"num_episodes must be positive, got {cfg.num_episodes}")
         seed = set_seed(cfg.seed, cfg.torch_deterministic)
+        if int(cfg.get("torch_threads", 0) or 0) > 0:
+            torch.set_num_threads(int(cfg.torch_threads))
         task_cfg = to_dict(cfg.task)
         task_cfg["env"]["numEnvs"] = int(cfg.num_envs)
         task = isaacgym_task_map[cfg.task_name](cfg=task_cfg, rl_device=cfg.rl_device, sim_device=cfg.sim_device,

@@ -87,14 +87,13 @@ def run(cfg: DictConfig) -> None:
     if cfg.multi_gpu:
         cfg.sim_device = cfg.rl_device = f"cuda:{rank}"
     cfg.seed = set_seed(cfg.seed, torch_deterministic=cfg.torch_deterministic, rank=rank)
+    if int(cfg.get("torch_threads", 0) or 0) > 0:
+        torch.set_num_threads(int(cfg.torch_threads))
 
     name = cfg.train.params.config.name
     run_name = f"{name}_{datetime.now():%Y-%m-%d_%H-%M-%S}"
     cfg.train.params.config.full_experiment_name = run_name
     run_dir = os.path.join(cfg.train.params.config.get("train_dir", "runs"), run_name)
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.yaml"), "w") as f:
-        f.write(OmegaConf.to_yaml(cfg, resolve=True))
 
     task_cfg = to_dict(cfg.task)
     task_class = isaacgym_task_map[cfg.task_name]
@@ -104,13 +103,13 @@ def run(cfg: DictConfig) -> None:
     if llc_cfg.get("checkpoint"):
         from isaacgymenvs_hrl.hrl import LatentSkillEnv, load_llc
         llc = load_llc(llc_cfg["checkpoint"])
-        steps = int(llc_cfg.get("steps") or llc.spec["default_steps"])
+        steps = llc.spec["default_steps"] if llc_cfg.get("steps") in (None, "") else int(llc_cfg["steps"])
         if llc_cfg.get("reward", "mean") == "smdp":
             gamma = float(llc_cfg.get("gamma", 0.99)) ** steps
             print(f"SMDP rewards: high-level gamma = {llc_cfg.get('gamma', 0.99)}^{steps} = {gamma:.5f}")
             rlg_config["params"]["config"]["gamma"] = gamma
 
-    def create_env(**kwargs):
+    def make_env():
         env = task_class(cfg=task_cfg, rl_device=cfg.rl_device, sim_device=cfg.sim_device,
                          graphics_device_id=cfg.graphics_device_id, headless=cfg.headless,
                          virtual_screen_capture=False, force_render=False)
@@ -124,6 +123,15 @@ def run(cfg: DictConfig) -> None:
                                 cfg.capture_video_len)
         return env
 
+    # Build the first env now: a bad task or LLC fails here, before any run folder is written.
+    first_env = [make_env()]
+
+    def create_env(**kwargs):
+        return first_env.pop() if first_env else make_env()
+
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.yaml"), "w") as f:
+        f.write(OmegaConf.to_yaml(cfg, resolve=True))
     register_env(create_env)
     if cfg.wandb_activate and rank == 0:
         try:
@@ -134,6 +142,8 @@ def run(cfg: DictConfig) -> None:
                    name=run_name, tags=list(cfg.wandb_tags), sync_tensorboard=True,
                    config=OmegaConf.to_container(cfg, resolve=True))
 
+    if int(cfg.get("torch_threads", 0) or 0) > 0:
+        rlg_config["params"].setdefault("torch_threads", int(cfg.torch_threads))   # rl-games sets its own
     rlg_config["params"]["config"]["device"] = cfg.rl_device
     rlg_config["params"]["config"]["device_name"] = cfg.rl_device
     # torch.compile costs minutes of compile time for small CPU MLPs; opt in with ...config.torch_compile=True

@@ -14,6 +14,7 @@ import torch
 
 from isaacgymenvs_hrl.datasets import DatasetError, load_dataset, write_dataset
 from isaacgymenvs_hrl.datasets.hdf5 import episode_ids
+from isaacgymenvs_hrl.errors import UserError
 from isaacgymenvs_hrl.hrl import LatentSkillEnv, load_llc
 from isaacgymenvs_hrl.skills.common import gaussian_log_prob, kl_gaussians, kl_standard_normal, pca_2d
 from isaacgymenvs_hrl.skills.helms import HeLMSConfig, elbo_terms, forward_filter, train_helms
@@ -231,6 +232,23 @@ def test_algorithm_writes_an_llc_that_loads_and_runs(algo, tiny, tmp_path):
         matcher = SkillMatcher.load(encoder_path(out))
         z = matcher(torch.as_tensor(data["obs"]["proprio"][None, :6]), torch.as_tensor(data["actions"][None, :6]))
         assert z.shape == (1, 3) and torch.isfinite(z).all()
+
+
+def test_ldse_fixed_variance_variant(tiny, tmp_path):
+    """Fixed decoder std: the dynamics NLL is the MSE rescaled, S * (mse / (2 sigma^2) + log sigma
+    + log(2 pi) / 2); the 'none' normalization and sampled policy latents reach the checkpoint."""
+    data, meta = tiny
+    cfg = LDSEConfig(**dict(CONFIGS["ldse"][2], epochs=1), decoder_variance="fixed", fixed_std=0.5,
+                     policy_latent="sample", latent_normalization="none")
+    hist = train_ldse(data, meta, cfg, str(tmp_path / "f.llc.pt"), **QUIET)["history"]
+    s = 6
+    expected = s * (hist["val_dyn_mse"][-1] / (2 * 0.25) + math.log(0.5) + 0.5 * math.log(2 * math.pi))
+    assert hist["val_dyn_nll"][-1] == pytest.approx(expected, rel=1e-4)
+    llc = load_llc(tmp_path / "f.llc.pt")
+    assert llc.spec["latent"]["normalization"] == "none"
+    assert llc.spec["provenance"]["config"]["policy_latent"] == "sample"
+    with pytest.raises(UserError, match="decoder_variance"):
+        train_ldse(data, meta, LDSEConfig(decoder_variance="bogus"), str(tmp_path / "g.pt"), **QUIET)
 
 
 def test_helms_needs_an_objects_slice(tmp_path):
