@@ -5,7 +5,7 @@ k plain ``VecTask.step`` calls with precomputed actions, side by side in one pro
     python benchmarks/hrl_overhead.py                         # N=256, k=5, HumanoidLocation, CPU
     python benchmarks/hrl_overhead.py --json /tmp/hrl.json    # also write every round as JSON
     python benchmarks/hrl_overhead.py --profile               # plus a cProfile of the HL step
-    python benchmarks/hrl_overhead.py --torch-threads 1       # LLC forward on one torch thread
+    python benchmarks/hrl_overhead.py --torch-threads 0       # torch's default thread count
 
 Both sides run the same physics: the base task replays the exact actions the LLC produced in a
 recording pass (same seed, same initial states), so the only difference is what the hierarchy adds
@@ -259,8 +259,9 @@ def parse_args(argv=None):
     p.add_argument("--hidden", type=int, nargs="+", default=[256, 256], help="LLC hidden layer sizes")
     p.add_argument("--latent", type=int, default=8, help="LLC latent dimension")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="C MuJoCo threads")
-    p.add_argument("--torch-threads", type=int, default=0,
-                   help="torch intra-op threads (torch.set_num_threads); 0 keeps torch's default")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="torch intra-op threads (torch.set_num_threads), 1 as hrl-train's default "
+                        "torch_threads; 0 keeps torch's default")
     p.add_argument("--substeps", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", action="store_true", help="cProfile the HL step after the timed rounds")

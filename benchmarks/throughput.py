@@ -471,6 +471,8 @@ def parse_args(argv=None):
                    help="after the mujoco rounds, cProfile task.step and print the top functions")
     p.add_argument("--profile-steps", type=int, default=100)
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="torch intra-op threads, 1 as hrl-train's default torch_threads; 0 = torch's default")
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error("--threads must be >= 1")
@@ -479,6 +481,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
     log = lambda s="": print(s, flush=True)
     t0 = time.perf_counter()
     results = {"task": args.task, "machine": machine_info(args.threads), "args": vars(args)}
