@@ -19,5 +19,5 @@ def test_stacking_expert_stacks_red_on_blue():
         obs, _, _, _ = task.step(expert(obs))
     succ, eps = task.success_table()[("red_on_blue", "cubes")]
     assert eps >= 8
-    # measured ~0.67 at this commit; the target is 0.9 (see the report)
-    assert succ / eps >= 0.5
+    # measured 8/8 here (205/206 with 32 envs x 300 steps over 3 seeds); the target is 0.9
+    assert succ / eps >= 0.85

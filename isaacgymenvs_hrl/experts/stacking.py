@@ -18,6 +18,7 @@ APPROACH, DESCEND, CLOSE, LIFT, CARRY, LOWER, RELEASE, RETREAT = range(8)
 class StackingExpert(ScriptedExpert):
     approach_height = 0.08     # m above the grasp point
     clearance = 0.06           # m the carried object's centre travels above its target
+    squeeze = 0.005            # m per finger the closed-grip target sits inside the object's half width
     grasp_depth = 0.01         # m the TCP goes below the object's centre (clamped above the table)
 
     def __init__(self, task, noise: float = 0.0, seed: int = 0):
@@ -26,6 +27,7 @@ class StackingExpert(ScriptedExpert):
         self.pick = torch.zeros(n, dtype=torch.long, device=dev)
         self.offset = torch.zeros(n, 3, device=dev)          # TCP - object centre, at grasp time
         self.hold = torch.zeros(n, 3, device=dev)            # TCP where the release started
+        self.grasp_at = torch.zeros(n, 3, device=dev)        # TCP goal frozen when closing starts
         self.gain = torch.ones(n, device=dev)
         self.wait_close = torch.full((n,), 4, dtype=torch.long, device=dev)
         self.wait_open = torch.full((n,), 3, dtype=torch.long, device=dev)
@@ -61,8 +63,10 @@ class StackingExpert(ScriptedExpert):
         goal = torch.where(m[:, None], above, goal)
         m = ph == DESCEND
         goal = torch.where(m[:, None], grasp, goal)
+        # closing: hold the TCP where the descent ended; a goal that follows the object lets the
+        # squeezed cube walk the hand upwards (and pop out)
         m = ph == CLOSE
-        goal = torch.where(m[:, None], grasp, goal)
+        goal = torch.where(m[:, None], self.grasp_at, goal)
         lift_goal = torch.cat([ee_pos[:, 0:2], carry_z[:, None]], -1)
         goal = torch.where((ph == LIFT)[:, None], lift_goal, goal)
         carry_goal = torch.cat([place[:, 0:2], carry_z[:, None]], -1)
@@ -73,10 +77,15 @@ class StackingExpert(ScriptedExpert):
         goal = torch.where((ph == RETREAT)[:, None], up, goal)
         closed = (ph >= CLOSE) & (ph <= LOWER)
         grip = torch.where(closed, -grip, grip)
-        # close gently: ramp the opening target from the object's width to shut over a few steps
+        # close gently: ramp the opening target from just over the object's width to ``squeeze``
+        # inside it, and hold it there. Commanding the fingers fully shut (-1) squeezes with tens of N;
+        # the stiff pad contacts then squirt the object sideways out of the grasp when the lift
+        # starts (or fling it off the table during the carry).
         ramp = (self.timer.float() / 3.0).clamp(max=1.0)
         width_cmd = (hw[ar, self.pick] + 0.004) / 0.02 - 1.0
-        grip = torch.where(ph == CLOSE, (1 - ramp) * width_cmd - ramp, grip)
+        hold_cmd = ((hw[ar, self.pick] - self.squeeze) / 0.02 - 1.0).clamp(min=-1.0)
+        grip = torch.where(closed, hold_cmd, grip)
+        grip = torch.where(ph == CLOSE, (1 - ramp) * width_cmd + ramp * hold_cmd, grip)
         gain = torch.where((ph == LOWER) | (ph == LIFT), 0.3 * gain, gain)
         yaw_err = torch.where((ph == APPROACH) | (ph == DESCEND), yaw_err, torch.zeros_like(yaw_err))
 
@@ -84,6 +93,7 @@ class StackingExpert(ScriptedExpert):
         t = self.timer
         to_descend = (ph == APPROACH) & (d(ee_pos, above) < 0.012) & (yaw_err.abs() < 0.08)
         to_close = (ph == DESCEND) & ((d(ee_pos, grasp) < 0.006) | (t > 40))
+        self.grasp_at = torch.where(to_close[:, None], grasp, self.grasp_at)
         to_lift = (ph == CLOSE) & (t >= self.wait_close + 3)
         self.offset = torch.where(to_lift[:, None], ee_pos - obj, self.offset)
         dropped = ((ph == LIFT) | (ph == CARRY)) & ~follows & (t > 2)
