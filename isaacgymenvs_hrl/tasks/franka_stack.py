@@ -214,11 +214,7 @@ class FrankaStack(FrankaBase):
     def _log_terms(self, env_ids):
         if not hasattr(self, "episode_sums"):
             return
-        length = self.progress_buf[env_ids].clamp_min(1).float()[:, None]
-        means = (self.episode_sums[env_ids] / length).mean(0)
-        for i, k in enumerate(REWARD_TERMS):
-            self.extras["episode"][f"rew_{k}"] = means[i]
-        self.episode_sums[env_ids] = 0.0
+        self.log_episode_terms(env_ids, self.episode_sums, REWARD_TERMS)
 
     def compute_observations(self):
         pose = self.object_qpos()

@@ -177,12 +177,8 @@ class HumanoidLocomotion(VecTask):
         """Per-step mean of each reward term over the episodes that just ended."""
         if not hasattr(self, "episode_sums"):
             return
-        length = self.progress_buf[env_ids].clamp_min(1).float()[:, None]
-        means = (self.episode_sums[env_ids] / length).mean(0)
-        for i, k in enumerate(REWARD_TERMS):
-            self.extras["episode"][f"rew_{k}"] = means[i]
+        length = self.log_episode_terms(env_ids, self.episode_sums, REWARD_TERMS)
         self.extras["episode"]["episode_length"] = length.mean()
-        self.episode_sums[env_ids] = 0.0
 
     def _sample_commands(self, env_ids):
         n = len(env_ids)

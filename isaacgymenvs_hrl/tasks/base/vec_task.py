@@ -267,6 +267,18 @@ class VecTask(abc.ABC):
             self.compute_observations()
         return self._pack_obs(), done_ids
 
+    def log_episode_terms(self, env_ids: torch.Tensor, sums: torch.Tensor, names) -> torch.Tensor:
+        """Per-step mean of each reward term (``sums`` (N, terms), in ``names`` order) over the episodes
+        of ``env_ids`` that just ended, into ``extras["episode"]["rew_<name>"]``; clears those rows.
+        Returns the episode lengths (len(env_ids), 1)."""
+        length = self.progress_buf[env_ids].clamp_min(1).float()[:, None]
+        means = (sums[env_ids] / length).mean(0)
+        episode = self.extras.setdefault("episode", {})
+        for i, k in enumerate(names):
+            episode[f"rew_{k}"] = means[i]
+        sums[env_ids] = 0.0
+        return length
+
     def zero_actions(self) -> torch.Tensor:
         return torch.zeros(self.num_envs, self.num_actions, device=self.rl_device)
 
