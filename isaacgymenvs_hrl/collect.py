@@ -16,7 +16,7 @@ import yaml
 from omegaconf import DictConfig
 
 from isaacgymenvs_hrl.datasets import write_dataset
-from isaacgymenvs_hrl.errors import UserError
+from isaacgymenvs_hrl.errors import UserError, exit_on_user_error
 from isaacgymenvs_hrl.paths import CFG_DIR
 from isaacgymenvs_hrl.utils.config import register_resolvers, to_dict
 from isaacgymenvs_hrl.utils.provenance import provenance
@@ -103,44 +103,41 @@ def collect(task, policy, num_episodes: int, noise: float = 0.0, deterministic: 
 
 
 @hydra.main(version_base="1.1", config_name="collect", config_path=str(CFG_DIR))
+@exit_on_user_error
 def main_hydra(cfg: DictConfig) -> None:
     from isaacgymenvs_hrl.tasks import isaacgym_task_map
     from isaacgymenvs_hrl.utils.seeding import set_seed
 
-    try:
-        if cfg.task_name not in isaacgym_task_map:
-            raise UserError(f"unknown task '{cfg.task_name}'; available: {', '.join(sorted(isaacgym_task_map))}")
-        if int(cfg.num_episodes) <= 0:
-            raise UserError(f"num_episodes must be positive, got {cfg.num_episodes}")
-        seed = set_seed(cfg.seed, cfg.torch_deterministic)
-        if int(cfg.get("torch_threads", 0) or 0) > 0:
-            torch.set_num_threads(int(cfg.torch_threads))
-        task_cfg = to_dict(cfg.task)
-        task_cfg["env"]["numEnvs"] = int(cfg.num_envs)
-        task = isaacgym_task_map[cfg.task_name](cfg=task_cfg, rl_device=cfg.rl_device, sim_device=cfg.sim_device,
-                                                graphics_device_id=-1, headless=True)
-        noise = float(cfg.noise)
-        if cfg.policy == "expert":          # scripted expert; it applies the action noise itself
-            from isaacgymenvs_hrl.experts import make_expert
-            policy, noise = make_expert(task, noise, seed), 0.0
-        else:
-            policy = None if cfg.policy == "random" else load_rlgames_policy(
-                cfg.policy, task.num_obs, task.num_actions, cfg.rl_device)
-        t0 = time.time()
-        data = collect(task, policy, int(cfg.num_episodes), noise, bool(cfg.deterministic))
-        elapsed = time.time() - t0
-        meta = {"task": cfg.task_name, "obs_layout": [[k, s.stop - s.start] for k, s in task.obs_slices.items()],
-                "control_dt": task.dt, "control_type": getattr(task, "control_type", None),
-                "task_family": getattr(task, "task_family", None), "num_actions": task.num_actions,
-                "policy": str(cfg.policy), "noise": float(cfg.noise), "task_config": task_cfg,
-                **provenance(seed=seed)}
-        path = write_dataset(cfg.output, data, meta)
-        episodes = int(data["terminals"].sum() + data["timeouts"].sum())
-        print(f"wrote {path}: {len(data['actions'])} steps, {episodes} episodes, mean return "
-              f"{data['rewards'].sum() / max(episodes, 1):.2f}, {elapsed:.1f} s")
-    except UserError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-        sys.exit(2)
+    if cfg.task_name not in isaacgym_task_map:
+        raise UserError(f"unknown task '{cfg.task_name}'; available: {', '.join(sorted(isaacgym_task_map))}")
+    if int(cfg.num_episodes) <= 0:
+        raise UserError(f"num_episodes must be positive, got {cfg.num_episodes}")
+    seed = set_seed(cfg.seed, cfg.torch_deterministic)
+    if int(cfg.get("torch_threads", 0) or 0) > 0:
+        torch.set_num_threads(int(cfg.torch_threads))
+    task_cfg = to_dict(cfg.task)
+    task_cfg["env"]["numEnvs"] = int(cfg.num_envs)
+    task = isaacgym_task_map[cfg.task_name](cfg=task_cfg, rl_device=cfg.rl_device, sim_device=cfg.sim_device,
+                                            graphics_device_id=-1, headless=True)
+    noise = float(cfg.noise)
+    if cfg.policy == "expert":          # scripted expert; it applies the action noise itself
+        from isaacgymenvs_hrl.experts import make_expert
+        policy, noise = make_expert(task, noise, seed), 0.0
+    else:
+        policy = None if cfg.policy == "random" else load_rlgames_policy(
+            cfg.policy, task.num_obs, task.num_actions, cfg.rl_device)
+    t0 = time.time()
+    data = collect(task, policy, int(cfg.num_episodes), noise, bool(cfg.deterministic))
+    elapsed = time.time() - t0
+    meta = {"task": cfg.task_name, "obs_layout": [[k, s.stop - s.start] for k, s in task.obs_slices.items()],
+            "control_dt": task.dt, "control_type": getattr(task, "control_type", None),
+            "task_family": getattr(task, "task_family", None), "num_actions": task.num_actions,
+            "policy": str(cfg.policy), "noise": float(cfg.noise), "task_config": task_cfg,
+            **provenance(seed=seed)}
+    path = write_dataset(cfg.output, data, meta)
+    episodes = int(data["terminals"].sum() + data["timeouts"].sum())
+    print(f"wrote {path}: {len(data['actions'])} steps, {episodes} episodes, mean return "
+          f"{data['rewards'].sum() / max(episodes, 1):.2f}, {elapsed:.1f} s")
 
 
 def main() -> None:

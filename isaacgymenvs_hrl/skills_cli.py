@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from isaacgymenvs_hrl.datasets import load_dataset
-from isaacgymenvs_hrl.errors import UserError
+from isaacgymenvs_hrl.errors import UserError, exit_on_user_error
 from isaacgymenvs_hrl.paths import CFG_DIR
 from isaacgymenvs_hrl.utils.config import register_resolvers, to_dict
 
@@ -110,32 +109,29 @@ def make_config(cls, params: dict):
 
 
 @hydra.main(version_base="1.1", config_name="skills_config", config_path=str(CFG_DIR))
+@exit_on_user_error
 def main_hydra(cfg: DictConfig) -> None:
-    try:
-        algo = cfg.skills.algo
-        params = {k: v for k, v in to_dict(cfg.skills).items() if k != "algo"}
-        if algo == "bc":
-            from isaacgymenvs_hrl.skills.bc import BCConfig, train_bc
-            bc_cfg = BCConfig(**params)
-            data, meta = load_dataset(cfg.dataset, require_slices=list(bc_cfg.policy_obs) + list(bc_cfg.condition_on))
-            meta["path"] = str(cfg.dataset)
-            result = train_bc(data, meta, bc_cfg, cfg.output)
-        elif algo in ALGORITHMS:
-            module, cls_name, fn_name = ALGORITHMS[algo]
-            module = importlib.import_module(module)
-            algo_cfg = make_config(getattr(module, cls_name), params)
-            data, meta = load_dataset(cfg.dataset)
-            meta["path"] = str(cfg.dataset)
-            result = getattr(module, fn_name)(data, meta, algo_cfg, cfg.output, log=tqdm.write)
-        else:
-            raise UserError(f"skills algorithm '{algo}' is not implemented; available: "
-                            f"{['bc', *ALGORITHMS]}")
-        report = Path(cfg.report_dir or str(Path(cfg.output).with_suffix("")) + "_report")
-        write_report(report, result, cfg.output)
-        print(f"wrote {cfg.output} and {report}/ ({result['metrics']})")
-    except UserError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-        sys.exit(2)
+    algo = cfg.skills.algo
+    params = {k: v for k, v in to_dict(cfg.skills).items() if k != "algo"}
+    if algo == "bc":
+        from isaacgymenvs_hrl.skills.bc import BCConfig, train_bc
+        bc_cfg = BCConfig(**params)
+        data, meta = load_dataset(cfg.dataset, require_slices=list(bc_cfg.policy_obs) + list(bc_cfg.condition_on))
+        meta["path"] = str(cfg.dataset)
+        result = train_bc(data, meta, bc_cfg, cfg.output)
+    elif algo in ALGORITHMS:
+        module, cls_name, fn_name = ALGORITHMS[algo]
+        module = importlib.import_module(module)
+        algo_cfg = make_config(getattr(module, cls_name), params)
+        data, meta = load_dataset(cfg.dataset)
+        meta["path"] = str(cfg.dataset)
+        result = getattr(module, fn_name)(data, meta, algo_cfg, cfg.output, log=tqdm.write)
+    else:
+        raise UserError(f"skills algorithm '{algo}' is not implemented; available: "
+                        f"{['bc', *ALGORITHMS]}")
+    report = Path(cfg.report_dir or str(Path(cfg.output).with_suffix("")) + "_report")
+    write_report(report, result, cfg.output)
+    print(f"wrote {cfg.output} and {report}/ ({result['metrics']})")
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ Hydra is read here, once; library code gets plain dicts and arguments.
 from __future__ import annotations
 
 import os
-import sys
 from datetime import datetime
 
 import isaacgymenvs_hrl  # noqa: F401  (sets MUJOCO_GL before mujoco loads)
@@ -17,7 +16,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from isaacgymenvs_hrl.errors import UserError
+from isaacgymenvs_hrl.errors import UserError, exit_on_user_error
 from isaacgymenvs_hrl.paths import CFG_DIR
 from isaacgymenvs_hrl.sim import ENGINES, ISAAC_GYM_ENGINES
 from isaacgymenvs_hrl.utils.config import register_resolvers, to_dict
@@ -157,12 +156,9 @@ def run(cfg: DictConfig) -> None:
 
 
 @hydra.main(version_base="1.1", config_name="config", config_path=str(CFG_DIR))
+@exit_on_user_error
 def launch_rlg_hydra(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except UserError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run(cfg)
 
 
 def main() -> None:
