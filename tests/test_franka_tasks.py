@@ -111,3 +111,37 @@ def test_bad_config_names_the_key():
         FrankaStack(stack_cfg(objectSets=["spheres"]), "cpu", "cpu", -1, True)
     with pytest.raises(Exception, match="controlType"):
         FrankaStack(stack_cfg(controlType="osc"), "cpu", "cpu", -1, True)
+
+
+def test_finished_episodes_count_under_their_own_variant_and_set():
+    """Stats must attribute an ending episode to its variant/set, not to the next episode's draw."""
+    torch.manual_seed(0)
+    variants = ["red_on_blue", "red_on_green", "green_on_red", "green_on_blue", "blue_on_red",
+                "blue_on_green", "pyramid"]
+    task = FrankaStack(stack_cfg(numEnvs=8, variants=variants), "cpu", "cpu", -1, True)
+    task.reset()
+    ids = torch.arange(8)
+    task.variant_id[:] = variants.index("pyramid")
+    task.episode_success[:] = torch.tensor([True] * 5 + [False] * 3)
+    task.progress_buf[:] = 7
+    task.reset_idx(ids)
+    assert task.success_table() == {("pyramid", "cubes"): (5, 8)}
+
+
+def test_dense_reward_rises_through_the_stages():
+    """reward_for: approaching, grasping, lifting and placing each pay more (the expert does them)."""
+    from isaacgymenvs_hrl.experts import make_expert
+    torch.manual_seed(0)
+    task = FrankaStack(stack_cfg(numEnvs=4, episodeLength=200, terminateOnSuccess=False), "cpu", "cpu", -1, True)
+    expert = make_expert(task, seed=0)
+    obs = task.reset()
+    first = task.reward_for("dense").mean()
+    best_dense, best_staged = torch.zeros(4), torch.zeros(4)
+    for _ in range(140):
+        obs, rew, _, _ = task.step(expert(obs["obs"]))
+        assert torch.allclose(rew, task.reward_for("dense"))           # the task's own reward type
+        best_dense = torch.maximum(best_dense, task.reward_for("dense"))
+        best_staged = torch.maximum(best_staged, task.reward_for("staged"))
+    assert first > 0.002, "the wide reach kernel must pay something at the home pose (1 - tanh(10 d): 0.0003)"
+    # success (5.0) on top of the stage terms, in at least 3 of the 4 envs
+    assert (best_dense > 5.0).sum() >= 3 and (best_staged > 5.0).sum() >= 3, (best_dense, best_staged)
