@@ -30,5 +30,6 @@ setup(
         "hrl-train=isaacgymenvs_hrl.train:main",
         "hrl-collect=isaacgymenvs_hrl.collect:main",
         "hrl-skills=isaacgymenvs_hrl.skills_cli:main",
+        "hrl-import-dataset=isaacgymenvs_hrl.datasets.importers:main",
     ]},
 )

@@ -15,7 +15,7 @@ TEACHER=$(ls -d runs/teacher_*/ | tail -1)
 hrl-collect task=HumanoidLocomotion num_envs=64 num_episodes=128 noise=0.1 seed=1 \
   policy="${TEACHER}nn/teacher.pth" output=datasets/walk.hdf5
 
-hrl-skills skills=bc dataset=datasets/walk.hdf5 output=llcs/walk_bc.llc.pt seed=0
+hrl-skills algo=bc dataset=datasets/walk.hdf5 output=llcs/walk_bc.llc.pt seed=0
 
 hrl-train task=HumanoidLocation num_envs=64 max_iterations="$HL_ITERS" experiment=hl_location seed=0 \
   task.env.llc.checkpoint=llcs/walk_bc.llc.pt task.env.llc.steps=5

@@ -1,16 +1,25 @@
 """``hrl-skills``: dataset -> LLC checkpoint + report folder.
 
-    hrl-skills skills=bc dataset=datasets/HumanoidLocomotion.hdf5 output=llcs/walk_bc.llc.pt
-    hrl-skills skills=ldse|helms|mrs|npmp dataset=... output=...
+    hrl-skills algo=bc dataset=datasets/HumanoidLocomotion.hdf5 output=llcs/walk_bc.llc.pt
+    hrl-skills algo=ldse|helms|mrs|npmp dataset=... output=... skills.epochs=10
+    torchrun --standalone --nproc_per_node=2 -m isaacgymenvs_hrl.skills_cli algo=ldse dataset=... output=...
+
+``algo=`` picks the algorithm and its settings (cfg/skills/<algo>.yaml, overridable as
+``skills.<field>=...``); ``skills=<algo>`` is the older spelling of the same choice. Under torchrun
+the ranks train data-parallel (``skills.common.Distributed``) and rank 0 writes the files.
 
 The report folder holds the loss curves, metrics.json and, for latent-skill algorithms, a 2-D PCA
 projection of the inferred latents (coloured by skill, horizon or episode); HeLMS adds its skill
-usage histogram and transition heatmaps.
+usage histogram and transition heatmaps; with ``report.videos`` (default on, when the dataset names
+its task) MP4s of rollouts with each discrete skill or latent cluster held fixed.
 """
 from __future__ import annotations
 
 import importlib
 import json
+import os
+import shutil
+import traceback
 from dataclasses import fields
 from pathlib import Path
 
@@ -23,6 +32,7 @@ from tqdm import tqdm
 from isaacgymenvs_hrl.datasets import load_dataset
 from isaacgymenvs_hrl.errors import UserError, exit_on_user_error
 from isaacgymenvs_hrl.paths import CFG_DIR
+from isaacgymenvs_hrl.skills.common import distributed, shutdown_distributed
 from isaacgymenvs_hrl.utils.config import register_resolvers, to_dict
 
 register_resolvers()
@@ -36,7 +46,26 @@ ALGORITHMS = {
 }
 
 
-def write_report(report_dir: Path, result: dict, output: str) -> None:
+def write_report(report_dir: Path, result: dict, output: str, videos=None) -> None:
+    """Figures, metrics.json and index.md into ``report_dir``, written atomically: a temporary
+    folder renamed into place. ``videos(folder) -> (entries, note)`` records the rollout videos
+    into ``folder/videos`` (entries: [{"file", "title"}]; note: why there are none)."""
+    report_dir = Path(report_dir)
+    report_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = report_dir.with_name(report_dir.name + f".tmp.{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_report(tmp, result, output, videos)
+        old = report_dir.with_name(report_dir.name + f".old.{os.getpid()}")
+        if report_dir.exists():
+            os.replace(report_dir, old)
+        os.replace(tmp, report_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_report(report_dir: Path, result: dict, output: str, videos=None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -94,9 +123,51 @@ def write_report(report_dir: Path, result: dict, output: str) -> None:
         plt.close(fig)
         images.append("transitions")
     (report_dir / "metrics.json").write_text(json.dumps(result["metrics"], indent=2))
+    video_md = ""
+    if videos is not None:
+        entries, note = videos(report_dir)
+        video_md = "\n## Rollouts with the skill held fixed\n\n" + (note + "\n" if note else "") + "".join(
+            f"- {v['title']}: [{v['file']}]({v['file']})\n\n  <video src=\"{v['file']}\" controls muted></video>\n"
+            for v in entries)
     (report_dir / "index.md").write_text(
         f"# LLC report\n\ncheckpoint: `{output}`\n\n" + "".join(f"![{i}]({i}.png)\n\n" for i in images)
-        + "\n".join(f"- {k}: {v}" for k, v in result["metrics"].items()) + "\n")
+        + "\n".join(f"- {k}: {v}" for k, v in result["metrics"].items()) + "\n" + video_md)
+
+
+def video_recorder(cfg: DictConfig, meta: dict, result: dict, output: str, log=print):
+    """The ``videos`` callback of ``write_report`` for ``cfg.report`` (None when switched off).
+
+    A missing task name or a renderer that cannot start leaves a note in index.md and a warning,
+    not a failed run: the checkpoint is already written."""
+    rep = cfg.get("report") or {}
+    if not rep.get("videos", False):
+        return None
+    task_name = rep.get("task") or meta.get("task")
+
+    def record(report_dir: Path):
+        if not task_name:
+            note = ("no videos: the dataset's metadata names no task; set report.task=<task> to record "
+                    "rollouts with each skill held fixed")
+            log(f"warning: {note}")
+            return [], note
+        from isaacgymenvs_hrl.skills.rollout_videos import record_skill_videos
+        extra = result.get("report") or {}
+        same_task = task_name == meta.get("task")
+        try:
+            entries = record_skill_videos(
+                output, task_name, report_dir / "videos", task_config=meta.get("task_config") if same_task else None,
+                latents=extra.get("latents"), labels=extra.get("labels"), steps=int(rep.get("video_steps", 100)),
+                num_envs=int(rep.get("video_envs", 2)), width=int(rep.get("video_width", 160)),
+                height=int(rep.get("video_height", 120)), max_videos=int(rep.get("max_videos", 6)),
+                seed=int(cfg.seed), log=log)
+            return entries, ""
+        except Exception as exc:                  # the LLC is written; a video problem must not lose it
+            note = f"no videos: recording in task {task_name} failed ({type(exc).__name__}: {exc})"
+            log(f"warning: {note}")
+            if not isinstance(exc, UserError):
+                log(traceback.format_exc())
+            return [], note
+    return record
 
 
 def make_config(cls, params: dict):
@@ -108,29 +179,56 @@ def make_config(cls, params: dict):
     return cls(**params)
 
 
+def _warn_on_conflicting_choice() -> None:
+    """``algo=ldse skills=helms``: the explicit skills= choice wins; say so."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        choices = HydraConfig.get().runtime.choices
+    except Exception:
+        return
+    if choices.get("algo") and choices.get("skills") and choices["algo"] != choices["skills"]:
+        print(f"warning: skills={choices['skills']} overrides algo={choices['algo']}; training "
+              f"{choices['skills']}", flush=True)
+
+
 @hydra.main(version_base="1.1", config_name="skills_config", config_path=str(CFG_DIR))
 @exit_on_user_error
 def main_hydra(cfg: DictConfig) -> None:
+    dist = distributed(str(cfg.skills.get("device", "cpu")))
+    try:
+        _train(cfg, dist)
+    finally:
+        shutdown_distributed()
+
+
+def _train(cfg: DictConfig, dist) -> None:
+    if dist.is_main:
+        _warn_on_conflicting_choice()
     algo = cfg.skills.algo
     params = {k: v for k, v in to_dict(cfg.skills).items() if k != "algo"}
+    log = tqdm.write if dist.is_main else (lambda *_: None)
     if algo == "bc":
         from isaacgymenvs_hrl.skills.bc import BCConfig, train_bc
-        bc_cfg = BCConfig(**params)
+        bc_cfg = make_config(BCConfig, params)
         data, meta = load_dataset(cfg.dataset, require_slices=list(bc_cfg.policy_obs) + list(bc_cfg.condition_on))
         meta["path"] = str(cfg.dataset)
-        result = train_bc(data, meta, bc_cfg, cfg.output)
+        result = train_bc(data, meta, bc_cfg, cfg.output, log=log)
     elif algo in ALGORITHMS:
         module, cls_name, fn_name = ALGORITHMS[algo]
         module = importlib.import_module(module)
         algo_cfg = make_config(getattr(module, cls_name), params)
         data, meta = load_dataset(cfg.dataset)
         meta["path"] = str(cfg.dataset)
-        result = getattr(module, fn_name)(data, meta, algo_cfg, cfg.output, log=tqdm.write)
+        result = getattr(module, fn_name)(data, meta, algo_cfg, cfg.output, log=log, progress=dist.is_main)
     else:
         raise UserError(f"skills algorithm '{algo}' is not implemented; available: "
                         f"{['bc', *ALGORITHMS]}")
+    if dist.enabled:
+        print(f"rank {dist.rank}/{dist.world_size}: parameters sha256 {result.get('param_digest')}", flush=True)
+    if not dist.is_main:
+        return
     report = Path(cfg.report_dir or str(Path(cfg.output).with_suffix("")) + "_report")
-    write_report(report, result, cfg.output)
+    write_report(report, result, cfg.output, video_recorder(cfg, meta, result, cfg.output, log=print))
     print(f"wrote {cfg.output} and {report}/ ({result['metrics']})")
 
 

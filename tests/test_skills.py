@@ -305,7 +305,7 @@ def test_helms_llc_drives_humanoid_location(tmp_path):
 def test_cli_trains_helms_and_writes_the_report(tiny, tmp_path):
     _, meta = tiny
     out = tmp_path / "h.llc.pt"
-    args = ["skills=helms", f"dataset={meta['path']}", f"output={out}", "skills.epochs=1", "skills.hidden=[16]",
+    args = ["algo=helms", f"dataset={meta['path']}", f"output={out}", "skills.epochs=1", "skills.hidden=[16]",
             "skills.mid_hidden=[16]", "skills.num_skills=3", "skills.seq_len=12", "skills.latent_dim=3"]
     res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.skills_cli", *args], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
@@ -315,3 +315,16 @@ def test_cli_trains_helms_and_writes_the_report(tiny, tmp_path):
         assert (report / name).is_file(), name
     assert load_llc(out).spec["provenance"]["algorithm"] == "helms"
     assert "epoch 1/1" in res.stdout + res.stderr           # per-epoch losses are printed
+
+
+def test_algo_selects_the_skills_config():
+    """algo=<name> picks cfg/skills/<name>.yaml (skills=<name> still does); skills.* overrides apply."""
+    from hydra import compose, initialize_config_dir
+    from isaacgymenvs_hrl.paths import CFG_DIR
+    with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.1"):
+        for overrides, algo in (([], "bc"), (["algo=ldse", "skills.epochs=3"], "ldse"), (["skills=npmp"], "npmp"),
+                                (["algo=mrs", "skills=helms"], "helms")):
+            cfg = compose(config_name="skills_config", overrides=["dataset=x", *overrides])
+            assert cfg.skills.algo == algo and cfg.output == f"llcs/{algo}.llc.pt", overrides
+            if "skills.epochs=3" in overrides:
+                assert cfg.skills.epochs == 3

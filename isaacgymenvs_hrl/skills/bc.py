@@ -15,9 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..datasets.hdf5 import DatasetError, episode_ids
 from ..hrl.llc_checkpoint import save_llc
 from ..hrl.networks import SkillPolicy
 from ..utils.provenance import provenance
+from .common import distributed, parameter_digest
 
 
 @dataclass
@@ -42,7 +44,14 @@ def _slices(data: dict, names) -> np.ndarray:
 
 
 def train_bc(data: dict, meta: dict, cfg: BCConfig, output: str, log=print) -> dict:
-    """Fit, write the LLC checkpoint to ``output``; returns metrics and the loss history."""
+    """Fit, write the LLC checkpoint to ``output``; returns metrics and the loss history.
+
+    Under torchrun every rank trains on its share of each minibatch and only rank 0 writes."""
+    if meta.get("control_dt") is None or meta.get("control_type") is None:
+        raise DatasetError("the dataset metadata lacks control_dt or control_type; an LLC is rate- and "
+                           "control-specific, so collect the dataset with hrl-collect or import it with "
+                           "hrl-import-dataset control_dt=... control_type=... (or task=...)")
+    dist = distributed()
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     obs = torch.from_numpy(_slices(data, cfg.policy_obs))
@@ -57,6 +66,7 @@ def train_bc(data: dict, meta: dict, cfg: BCConfig, output: str, log=print) -> d
     n_val = max(1, int(len(act) * cfg.val_fraction))
     val, train = perm[:n_val], perm[n_val:]
     policy = SkillPolicy(obs.shape[1], z.shape[1], act.shape[1], tuple(cfg.hidden), cfg.activation)
+    dist.prepare(policy, cfg.seed)
     opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     norm = lambda x: ((x - obs_mean) / obs_std).clamp(-5, 5)
@@ -67,12 +77,14 @@ def train_bc(data: dict, meta: dict, cfg: BCConfig, output: str, log=print) -> d
         order = train[torch.randperm(len(train), generator=g)]
         total = 0.0
         for i in range(0, len(order), cfg.batch_size):
-            b = order[i:i + cfg.batch_size]
+            b = dist.shard(order[i:i + cfg.batch_size])
             loss = nn.functional.mse_loss(policy(norm(obs[b]), z[b]).clamp(-1.0, 1.0), act[b])
             opt.zero_grad()
             loss.backward()
+            dist.sync_grads(policy.parameters())
             opt.step()
             total += loss.item() * len(b)
+        total = dist.reduce({"total": total})["total"]
         sched.step()
         policy.eval()
         with torch.no_grad():
@@ -99,5 +111,7 @@ def train_bc(data: dict, meta: dict, cfg: BCConfig, output: str, log=print) -> d
         "provenance": provenance(algorithm="bc", dataset=meta.get("path"), dataset_commit=meta.get("commit"),
                                  seed=cfg.seed, metrics=metrics, config=cfg.__dict__),
     }
-    save_llc(output, spec, policy, obs_mean=obs_mean, obs_std=obs_std)
-    return {"metrics": metrics, "history": history}
+    if dist.is_main:
+        save_llc(output, spec, policy, obs_mean=obs_mean, obs_std=obs_std)
+    report = {"latents": z.numpy(), "labels": episode_ids(data), "label_name": "episode"} if z.shape[1] else {}
+    return {"metrics": metrics, "history": history, "report": report, "param_digest": parameter_digest(policy)}

@@ -1,12 +1,16 @@
 """Pieces shared by the latent skill-learning algorithms (LDSE, HeLMS, MRS, NPMP).
 
-Small pure functions (Gaussian log-densities and KLs, standardization, PCA) plus the two things
-every algorithm repeats: a bidirectional-LSTM segment encoder and the LLC spec skeleton. Each
+Small pure functions (Gaussian log-densities and KLs, standardization, PCA) plus the things
+every algorithm repeats: a bidirectional-LSTM segment encoder, the LLC spec skeleton and
+data-parallel training (``Distributed``, used by all five trainers under ``torchrun``). Each
 algorithm's own file stays readable top to bottom; only these generic parts live here.
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -68,6 +72,148 @@ def split(n: int, val_fraction: float, g: torch.Generator) -> tuple[torch.Tensor
     return perm[n_val:], perm[:n_val]
 
 
+# ---- data-parallel training (torchrun) -------------------------------------------------------------
+@dataclass
+class Distributed:
+    """Data-parallel training across the processes ``torchrun`` starts (one per CPU/GPU).
+
+    Every rank holds the whole dataset and an identical copy of the model; all ranks draw the same
+    shuffled minibatches (same seeded generator) and each trains on its share of every minibatch
+    (``shard``); after ``backward`` the gradients are averaged over the ranks (``sync_grads``), so
+    every optimizer step is the same on all ranks and the weights stay identical. The global batch
+    size and the number of steps per epoch are those of a 1-process run. Only rank 0 writes files.
+    Without torchrun (``WORLD_SIZE`` unset or 1) every method is a no-op.
+    """
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, requested: str = "cpu") -> torch.device:
+        """The torch device of this rank: ``cuda`` becomes ``cuda:<LOCAL_RANK>`` under torchrun."""
+        dev = torch.device(requested)
+        if self.enabled and dev.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return dev
+
+    def prepare(self, modules, seed: int) -> None:
+        """Copy rank 0's parameters and buffers to every rank, then give each rank its own torch
+        random stream (seed + rank) for the reparameterization noise of its shard."""
+        if not self.enabled:
+            return
+        import torch.distributed as dist
+        for module in _as_list(modules):
+            for t in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(t.data, src=0)
+        torch.manual_seed(int(seed) + 1009 * self.rank)
+
+    def shard(self, batch: torch.Tensor) -> torch.Tensor:
+        """This rank's share of a minibatch of indices (every rank gets at least one item)."""
+        if not self.enabled:
+            return batch
+        part = batch[self.rank::self.world_size]
+        return part if len(part) else batch[self.rank % len(batch):][:1]
+
+    def sync_grads(self, params) -> None:
+        """Average the gradients of ``params`` over the ranks (call between backward and step)."""
+        if not self.enabled:
+            return
+        import torch.distributed as dist
+        params = [p for p in params if p.requires_grad]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        start = 0
+        for p in params:
+            n = p.numel()
+            p.grad.copy_(flat[start:start + n].view_as(p.grad))
+            start += n
+
+    def reduce(self, values: dict, mean: bool = False) -> dict:
+        """Sum (or average) a dict of Python floats over the ranks, e.g. an epoch's loss sums."""
+        if not self.enabled or not values:
+            return values
+        import torch.distributed as dist
+        t = torch.tensor([float(values[k]) for k in values], dtype=torch.float64)
+        if self.backend == "nccl":
+            t = t.to(self.device("cuda"))
+        dist.all_reduce(t)
+        if mean:
+            t /= self.world_size
+        return dict(zip(values, t.cpu().tolist()))
+
+    def barrier(self) -> None:
+        if self.enabled:
+            import torch.distributed as dist
+            if self.backend == "nccl":
+                dist.barrier(device_ids=[self.local_rank])
+            else:
+                dist.barrier()
+
+
+_DIST: Distributed | None = None
+
+
+def distributed(device: str = "cpu") -> Distributed:
+    """The process group of this run, set up once from torchrun's environment variables
+    (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT): gloo on CPU, nccl when ``device``
+    is CUDA. A plain run (no WORLD_SIZE, or 1) gets the 1-process no-op context."""
+    global _DIST
+    import torch.distributed as dist
+    if _DIST is not None and (not _DIST.enabled or dist.is_initialized()):
+        return _DIST
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        _DIST = Distributed()
+        return _DIST
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "nccl" if torch.device(device).type == "cuda" and torch.cuda.is_available() else "gloo"
+    if not dist.is_initialized():
+        if backend == "nccl":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend=backend)
+    _DIST = Distributed(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
+                        backend=dist.get_backend())
+    return _DIST
+
+
+def shutdown_distributed() -> None:
+    """Wait for every rank, then tear the process group down (end of a torchrun job)."""
+    global _DIST
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        if _DIST is not None:
+            _DIST.barrier()
+        dist.destroy_process_group()
+    _DIST = None
+
+
+def _as_list(modules) -> list:
+    return list(modules) if isinstance(modules, (list, tuple)) else [modules]
+
+
+def parameter_digest(modules) -> str:
+    """sha256 (first 16 hex digits) of the parameters and buffers of ``modules``: equal on every
+    rank of a data-parallel run when the replicas are in sync."""
+    h = hashlib.sha256()
+    for module in _as_list(modules):
+        for name, t in module.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 # ---- Gaussians -------------------------------------------------------------------------------------
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     """log N(x; mean, diag(exp(log_std))^2) summed over the last axis."""
@@ -116,7 +262,8 @@ def llc_spec(meta: dict, *, policy_obs, action_dim: int, latent: dict, architect
     layout = dict(meta["obs_layout"])
     if meta.get("control_dt") is None or meta.get("control_type") is None:
         raise DatasetError("the dataset metadata lacks control_dt or control_type; an LLC is rate- and "
-                           "control-specific, so collect the dataset again with hrl-collect")
+                           "control-specific, so collect the dataset again with hrl-collect (or import "
+                           "it with hrl-import-dataset control_dt=... control_type=... or task=...)")
     spec = {
         "task_family": meta.get("task_family"),
         "obs": {"policy": [[n, int(layout[n])] for n in policy_obs]},

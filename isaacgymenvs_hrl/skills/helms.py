@@ -42,8 +42,8 @@ from ..datasets.hdf5 import DatasetError, episode_ids
 from ..errors import UserError
 from ..hrl.llc_checkpoint import save_llc
 from ..hrl.networks import ComponentEncoder, SkillPolicy, mlp
-from .common import (gaussian_log_prob, kl_standard_normal, llc_spec, mean_std, minibatches,
-                     require_slices, rsample, seeded, split, standardize, take_slices)
+from .common import (distributed, gaussian_log_prob, kl_standard_normal, llc_spec, mean_std, minibatches,
+                     parameter_digest, require_slices, rsample, seeded, split, standardize, take_slices)
 from .segments import lookahead_indices, require_windows, window_indices, window_starts
 
 
@@ -192,8 +192,9 @@ def train_helms(data: dict, meta: dict, cfg: HeLMSConfig, output: str, log=print
     if cfg.seq_len < 2 or cfg.lookahead < 0 or cfg.action_std <= 0:
         raise UserError(f"HeLMS needs seq_len >= 2, lookahead >= 0 and action_std > 0 (got "
                         f"{cfg.seq_len}, {cfg.lookahead}, {cfg.action_std})")
+    dist = distributed(cfg.device)
     g = seeded(cfg.seed)
-    dev = torch.device(cfg.device)
+    dev = dist.device(cfg.device)
 
     # ---- data: sequences of seq_len steps, with lookahead for the high-level posterior -----------
     pol_raw, mid_raw = take_slices(data, cfg.policy_obs), take_slices(data, cfg.mid_obs)
@@ -213,6 +214,7 @@ def train_helms(data: dict, meta: dict, cfg: HeLMSConfig, output: str, log=print
 
     # ---- model and optimizer -------------------------------------------------------------------
     model = HeLMSModel(pol_raw.shape[1], mid_raw.shape[1], act.shape[1], cfg).to(dev)
+    dist.prepare(model, cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     keys = ("loss", "nll", "kl_z", "kl_y", "action_mse")
@@ -226,14 +228,16 @@ def train_helms(data: dict, meta: dict, cfg: HeLMSConfig, output: str, log=print
         model.train()
         sums = dict.fromkeys(keys, 0.0)
         for b in minibatches(len(train), cfg.batch_size, g):
-            b = train[b].to(dev)
+            b = dist.shard(train[b]).to(dev)
             out = helms_losses(model, cfg, *batch(b))
             opt.zero_grad()
             out["loss"].backward()
+            dist.sync_grads(model.parameters())
             nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             opt.step()
             for k in keys:
                 sums[k] += out[k].item() * len(b)
+        sums = dist.reduce(sums)
         sched.step()
         model.eval()
         with torch.no_grad():
@@ -288,9 +292,10 @@ def train_helms(data: dict, meta: dict, cfg: HeLMSConfig, output: str, log=print
                               "num_components": k, "latent_dim": d, "hidden": list(cfg.mid_hidden),
                               "activation": cfg.activation}},
         algorithm="helms", metrics=metrics, config=asdict(cfg))
-    save_llc(output, spec, model.policy.cpu(), model.mid.cpu(), obs_mean=pol_mean, obs_std=pol_std,
-             mid_obs_mean=mid_mean, mid_obs_std=mid_std)
+    if dist.is_main:
+        save_llc(output, spec, model.policy.cpu(), model.mid.cpu(), obs_mean=pol_mean, obs_std=pol_std,
+                 mid_obs_mean=mid_mean, mid_obs_std=mid_std)
     report = {"latents": torch.cat(latents).numpy(), "labels": labels, "label_name": "skill (argmax q(y|x))",
               "usage": np.asarray(usage), "transitions": (counts / counts.sum(1, keepdim=True).clamp_min(1)).numpy(),
               "transition_prior": trans_p.numpy()}
-    return {"metrics": metrics, "history": history, "report": report}
+    return {"metrics": metrics, "history": history, "report": report, "param_digest": parameter_digest(model)}

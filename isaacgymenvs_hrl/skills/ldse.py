@@ -21,6 +21,7 @@ The encoder is written next to the checkpoint (``<name>.encoder.pt``) for skill 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,8 +36,9 @@ from ..errors import UserError
 from ..hrl.llc import normalize_latent
 from ..hrl.llc_checkpoint import save_llc
 from ..hrl.networks import SkillPolicy, mlp
-from .common import (SegmentEncoder, gaussian_log_prob, kl_standard_normal, llc_spec, mean_std,
-                     minibatches, require_slices, rsample, seeded, split, standardize, take_slices)
+from .common import (SegmentEncoder, distributed, gaussian_log_prob, kl_standard_normal, llc_spec, mean_std,
+                     minibatches, parameter_digest, require_slices, rsample, seeded, split, standardize,
+                     take_slices)
 from .segments import require_windows, window_indices, window_starts
 
 ENCODER_FORMAT = "isaacgymenvs_hrl.ldse_encoder"
@@ -155,7 +157,7 @@ class SkillMatcher:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(blob, dict) or blob.get("format") != ENCODER_FORMAT:
             raise UserError(f"{path} is not an LDSE encoder file (written as <llc name>.encoder.pt by "
-                            "hrl-skills skills=ldse)")
+                            "hrl-skills algo=ldse)")
         a = blob["architecture"]
         encoder = SegmentEncoder(a["input_dim"], a["latent_dim"], a["hidden"])
         encoder.load_state_dict(blob["encoder"])
@@ -184,8 +186,9 @@ def train_ldse(data: dict, meta: dict, cfg: LDSEConfig, output: str, log=print, 
     if cfg.horizon < 2:
         raise UserError(f"skills.horizon must be >= 2 steps, got {cfg.horizon}")
     require_slices(meta, cfg.policy_obs, "LDSE")
+    dist = distributed(cfg.device)
     g = seeded(cfg.seed)
-    dev = torch.device(cfg.device)
+    dev = dist.device(cfg.device)
 
     # ---- data: segments of H steps plus the state after the last one ----------------------
     obs_raw = take_slices(data, cfg.policy_obs)                                  # (T, S)
@@ -205,6 +208,7 @@ def train_ldse(data: dict, meta: dict, cfg: LDSEConfig, output: str, log=print, 
 
     # ---- model and optimizer -------------------------------------------------------------------
     model = LDSEModel(obs_raw.shape[1], act.shape[1], cfg).to(dev)
+    dist.prepare(model, cfg.seed)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     keys = ("loss", "dyn_nll", "kl", "bc_mse", "dyn_mse")
@@ -217,14 +221,16 @@ def train_ldse(data: dict, meta: dict, cfg: LDSEConfig, output: str, log=print, 
         model.train()
         sums = dict.fromkeys(keys, 0.0)
         for b in minibatches(len(train), cfg.batch_size, g):
-            b = train[b].to(dev)
+            b = dist.shard(train[b]).to(dev)
             out = ldse_losses(model, cfg, seg_obs[b], seg_act[b], seg_delta[b])
             opt.zero_grad()
             out["loss"].backward()
+            dist.sync_grads(model.parameters())
             nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             opt.step()
             for k in keys:
                 sums[k] += out[k].item() * len(b)
+        sums = dist.reduce(sums)
         sched.step()
         model.eval()
         with torch.no_grad():
@@ -255,11 +261,16 @@ def train_ldse(data: dict, meta: dict, cfg: LDSEConfig, output: str, log=print, 
                                  "latent_dim": cfg.latent_dim, "action_dim": int(act.shape[1]),
                                  "hidden": list(cfg.hidden), "activation": cfg.activation}},
         algorithm="ldse", metrics=metrics, config=asdict(cfg), encoder=str(enc_file))
+    digest = parameter_digest(model)
+    if not dist.is_main:
+        return {"metrics": metrics, "history": history, "report": {}, "param_digest": digest}
     save_llc(output, spec, pol, obs_mean=obs_mean, obs_std=obs_std)
+    tmp = enc_file.with_name(enc_file.name + f".tmp.{os.getpid()}")
     torch.save({"format": ENCODER_FORMAT, "horizon": cfg.horizon,
                 "architecture": {"input_dim": int(obs_raw.shape[1] + act.shape[1]),
                                  "latent_dim": cfg.latent_dim, "hidden": cfg.lstm_hidden},
                 "encoder": {k: v.cpu() for k, v in model.encoder.state_dict().items()},
-                "obs_mean": obs_mean, "obs_std": obs_std, "obs_names": list(cfg.policy_obs)}, enc_file)
+                "obs_mean": obs_mean, "obs_std": obs_std, "obs_names": list(cfg.policy_obs)}, tmp)
+    os.replace(tmp, enc_file)
     report = {"latents": z_all.numpy(), "labels": ep[starts], "label_name": "episode"}
-    return {"metrics": metrics, "history": history, "report": report}
+    return {"metrics": metrics, "history": history, "report": report, "param_digest": digest}

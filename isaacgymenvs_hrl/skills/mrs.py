@@ -32,8 +32,9 @@ from ..errors import UserError
 from ..hrl.llc import normalize_latent
 from ..hrl.llc_checkpoint import save_llc
 from ..hrl.networks import SkillPolicy
-from .common import (SegmentEncoder, gaussian_log_prob, kl_standard_normal, llc_spec, mean_std,
-                     minibatches, require_slices, rsample, seeded, split, standardize, take_slices)
+from .common import (SegmentEncoder, distributed, gaussian_log_prob, kl_standard_normal, llc_spec, mean_std,
+                     minibatches, parameter_digest, require_slices, rsample, seeded, split, standardize,
+                     take_slices)
 from .segments import require_windows, window_indices, window_starts
 
 
@@ -121,8 +122,9 @@ def train_mrs(data: dict, meta: dict, cfg: MRSConfig, output: str, log=print, pr
     if cfg.latent_normalization not in ("tanh", "none"):
         raise UserError(f"skills.latent_normalization must be 'tanh' or 'none', got '{cfg.latent_normalization}'")
     require_slices(meta, cfg.policy_obs, "MRS")
+    dist = distributed(cfg.device)
     g = seeded(cfg.seed)
-    dev = torch.device(cfg.device)
+    dev = dist.device(cfg.device)
     horizons = [int(h) for h in cfg.horizons]
 
     # ---- data: one set of segments per resolution --------------------------------------------------
@@ -147,6 +149,7 @@ def train_mrs(data: dict, meta: dict, cfg: MRSConfig, output: str, log=print, pr
                          num_heads=len(horizons) + 1, unconditional_head=True).to(dev)
     encoders = nn.ModuleList([SegmentEncoder(obs_raw.shape[1] + act.shape[1], cfg.latent_dim, cfg.lstm_hidden)
                               for _ in horizons]).to(dev)
+    dist.prepare([policy, encoders], cfg.seed)
     params = list(policy.parameters()) + list(encoders.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
@@ -170,13 +173,17 @@ def train_mrs(data: dict, meta: dict, cfg: MRSConfig, output: str, log=print, pr
         sums = dict.fromkeys(keys, 0.0)
         for first in minibatches(len(seg_split[0][0]), cfg.batch_size, g):
             picks = [seg_split[0][0][first]] + [draw(tr, len(first)) for tr, _ in seg_split[1:]]
-            out = mrs_losses(policy, encoders, cfg, *batch(picks, draw(step_train, len(first))))
+            steps = draw(step_train, len(first))
+            picks, steps = [dist.shard(p) for p in picks], dist.shard(steps)
+            out = mrs_losses(policy, encoders, cfg, *batch(picks, steps))
             opt.zero_grad()
             out["loss"].backward()
+            dist.sync_grads(params)
             nn.utils.clip_grad_norm_(params, 10.0)
             opt.step()
             for k in keys:
                 sums[k] += out[k].item() / n_batches
+        sums = dist.reduce(sums, mean=True)
         sched.step()
         policy.eval()
         encoders.eval()
@@ -209,6 +216,8 @@ def train_mrs(data: dict, meta: dict, cfg: MRSConfig, output: str, log=print, pr
                                  "hidden": list(cfg.hidden), "activation": cfg.activation,
                                  "num_heads": len(horizons) + 1, "unconditional_head": True}},
         algorithm="mrs", metrics=metrics, config=asdict(cfg))
-    save_llc(output, spec, policy.cpu(), obs_mean=obs_mean, obs_std=obs_std)
+    if dist.is_main:
+        save_llc(output, spec, policy.cpu(), obs_mean=obs_mean, obs_std=obs_std)
     report = {"latents": torch.cat(latents).numpy(), "labels": np.concatenate(labels), "label_name": "horizon"}
-    return {"metrics": metrics, "history": history, "report": report}
+    return {"metrics": metrics, "history": history, "report": report,
+            "param_digest": parameter_digest([policy, encoders])}

@@ -34,8 +34,8 @@ from ..datasets.hdf5 import episode_ids
 from ..errors import UserError
 from ..hrl.llc_checkpoint import save_llc
 from ..hrl.networks import SkillPolicy, mlp
-from .common import (gaussian_log_prob, llc_spec, mean_std, minibatches, require_slices, rsample,
-                     seeded, split, standardize, take_slices)
+from .common import (distributed, gaussian_log_prob, llc_spec, mean_std, minibatches, parameter_digest,
+                     require_slices, rsample, seeded, split, standardize, take_slices)
 from .segments import lookahead_indices, require_windows, window_indices, window_starts
 
 
@@ -140,8 +140,9 @@ def train_npmp(data: dict, meta: dict, cfg: NPMPConfig, output: str, log=print, 
         raise UserError(f"NPMP needs lookahead >= 1, seq_len >= 1 and action_std > 0 (got "
                         f"{cfg.lookahead}, {cfg.seq_len}, {cfg.action_std})")
     require_slices(meta, cfg.policy_obs, "NPMP")
+    dist = distributed(cfg.device)
     g = seeded(cfg.seed)
-    dev = torch.device(cfg.device)
+    dev = dist.device(cfg.device)
 
     # ---- data: sequences with their lookahead states -----------------------------------------------
     obs_raw = take_slices(data, cfg.policy_obs)
@@ -159,6 +160,7 @@ def train_npmp(data: dict, meta: dict, cfg: NPMPConfig, output: str, log=print, 
 
     # ---- model and optimizer -----------------------------------------------------------------
     model = NPMPModel(obs_raw.shape[1], act.shape[1], cfg).to(dev)
+    dist.prepare(model, cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     keys = ("loss", "nll", "kl", "action_mse")
@@ -171,14 +173,16 @@ def train_npmp(data: dict, meta: dict, cfg: NPMPConfig, output: str, log=print, 
         model.train()
         sums = dict.fromkeys(keys, 0.0)
         for b in minibatches(len(train), cfg.batch_size, g):
-            b = train[b].to(dev)
+            b = dist.shard(train[b]).to(dev)
             out = npmp_losses(model, cfg, seq_obs[b], seq_future[b], seq_act[b])
             opt.zero_grad()
             out["loss"].backward()
+            dist.sync_grads(model.parameters())
             nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             opt.step()
             for k in keys:
                 sums[k] += out[k].item() * len(b)
+        sums = dist.reduce(sums)
         sched.step()
         model.eval()
         with torch.no_grad():
@@ -206,6 +210,7 @@ def train_npmp(data: dict, meta: dict, cfg: NPMPConfig, output: str, log=print, 
                                  "latent_dim": cfg.latent_dim, "action_dim": int(act.shape[1]),
                                  "hidden": list(cfg.hidden), "activation": cfg.activation}},
         algorithm="npmp", metrics=metrics, config=asdict(cfg))
-    save_llc(output, spec, model.policy.cpu(), obs_mean=obs_mean, obs_std=obs_std)
+    if dist.is_main:
+        save_llc(output, spec, model.policy.cpu(), obs_mean=obs_mean, obs_std=obs_std)
     report = {"latents": z.numpy(), "labels": ep, "label_name": "episode"}
-    return {"metrics": metrics, "history": history, "report": report}
+    return {"metrics": metrics, "history": history, "report": report, "param_digest": parameter_digest(model)}

@@ -1,0 +1,37 @@
+"""Zero-shot exploration statistics (isaacgymenvs_hrl/skills/exploration.py) on real FrankaStack envs."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from isaacgymenvs_hrl.hrl import load_llc, wrap_module
+from isaacgymenvs_hrl.skills.exploration import explore_flat, explore_llc
+from isaacgymenvs_hrl.tasks.franka_stack import FrankaStack
+
+
+class HandFollowsLatent(nn.Module):
+    """A hand-made LLC: the latent is the end-effector velocity command, the gripper stays open."""
+
+    def forward(self, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        ones = torch.ones(obs.shape[0], 1)
+        return torch.cat([z, 0.0 * ones, ones], dim=-1)
+
+
+def test_random_high_level_explores_more_than_standing_still(tmp_path):
+    torch.manual_seed(0)
+    cfg = {"name": "FrankaStack", "physics_engine": "mujoco",
+           "env": {"numEnvs": 4, "episodeLength": 100, "terminateOnSuccess": False, "armResetNoise": 0.0},
+           "sim": {"dt": 0.05, "substeps": 25, "mujoco": {"num_threads": 2}}}
+    task = FrankaStack(cfg, "cpu", "cpu", -1, True)
+    path = wrap_module(tmp_path / "hand.llc.pt", HandFollowsLatent(), torch.zeros(2, 22), torch.zeros(2, 3),
+                       task_family="franka", obs=[["proprio", 22]], action={"dim": 5, "scale": 1.0, "control_type": "ee_delta"},
+                       latent={"dim": 3, "modes": ["continuous"], "normalization": "none"},
+                       default_steps=5, control_dt=0.05)
+    llc = load_llc(path)
+    still = explore_flat(task, lambda obs: torch.tensor([[0.0, 0, 0, 0, 1]]).expand(4, 5), 30)
+    moving = explore_llc(task, llc, "continuous", 30, seed=0)
+    moving.pop("_end")
+    assert still["coverage_joints"] < 1e-4 and still["coverage_objects"] < 1e-6
+    assert moving["coverage_joints"] > 100 * still["coverage_joints"] + 1e-5
+    # rewards are the task's own functions: holding still at home pays only the reach term
+    assert 0.0 < still["dense_reward"] < 0.02 and still["staged_reward"] == 0.0
