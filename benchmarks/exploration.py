@@ -28,9 +28,7 @@ import torch                             # noqa: E402
 
 import isaacgymenvs_hrl                  # noqa: E402
 from isaacgymenvs_hrl.hrl import load_llc, validate_llc_for_task   # noqa: E402
-from isaacgymenvs_hrl.skills.exploration import explore_flat, explore_llc, explore_skills   # noqa: E402
-
-COLUMNS = ("dense_reward", "staged_reward", "coverage_joints", "coverage_grasp", "coverage_objects")
+from isaacgymenvs_hrl.skills.exploration import COLUMNS, explore_flat, explore_llc, explore_skills   # noqa: E402
 MIN_USAGE = 0.02          # a skill used on under 2% of the training steps counts as collapsed
 
 

@@ -15,6 +15,7 @@ its task) MP4s of rollouts with each discrete skill or latent cluster held fixed
 """
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import os
@@ -46,16 +47,17 @@ ALGORITHMS = {
 }
 
 
-def write_report(report_dir: Path, result: dict, output: str, videos=None) -> None:
+def write_report(report_dir: Path, result: dict, output: str, videos=None, sections=()) -> None:
     """Figures, metrics.json and index.md into ``report_dir``, written atomically: a temporary
     folder renamed into place. ``videos(folder) -> (entries, note)`` records the rollout videos
-    into ``folder/videos`` (entries: [{"file", "title"}]; note: why there are none)."""
+    into ``folder/videos`` (entries: [{"file", "title"}]; note: why there are none); each of
+    ``sections(folder) -> markdown`` adds a part to index.md."""
     report_dir = Path(report_dir)
     report_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = report_dir.with_name(report_dir.name + f".tmp.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _write_report(tmp, result, output, videos)
+        _write_report(tmp, result, output, videos, sections)
         old = report_dir.with_name(report_dir.name + f".old.{os.getpid()}")
         if report_dir.exists():
             os.replace(report_dir, old)
@@ -65,7 +67,7 @@ def write_report(report_dir: Path, result: dict, output: str, videos=None) -> No
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write_report(report_dir: Path, result: dict, output: str, videos=None) -> None:
+def _write_report(report_dir: Path, result: dict, output: str, videos=None, sections=()) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -129,6 +131,7 @@ def _write_report(report_dir: Path, result: dict, output: str, videos=None) -> N
         video_md = "\n## Rollouts with the skill held fixed\n\n" + (note + "\n" if note else "") + "".join(
             f"- {v['title']}: [{v['file']}]({v['file']})\n\n  <video src=\"{v['file']}\" controls muted></video>\n"
             for v in entries)
+    video_md += "".join(section(report_dir) for section in sections)
     (report_dir / "index.md").write_text(
         f"# LLC report\n\ncheckpoint: `{output}`\n\n" + "".join(f"![{i}]({i}.png)\n\n" for i in images)
         + "\n".join(f"- {k}: {v}" for k, v in result["metrics"].items()) + "\n" + video_md)
@@ -168,6 +171,37 @@ def video_recorder(cfg: DictConfig, meta: dict, result: dict, output: str, log=p
                 log(traceback.format_exc())
             return [], note
     return record
+
+
+def exploration_reporter(cfg: DictConfig, meta: dict, output: str, log=print):
+    """A ``sections`` callback: zero-shot exploration of the LLC in its task (random flat actions vs
+    a random high level; see skills/exploration.py), saved as exploration.json; None when off."""
+    rep = cfg.get("report") or {}
+    task_name = rep.get("task") or meta.get("task")
+    if not rep.get("exploration", False) or not task_name:
+        return None
+
+    def section(report_dir: Path) -> str:
+        from isaacgymenvs_hrl.hrl import load_llc
+        from isaacgymenvs_hrl.skills.exploration import exploration_table
+        from isaacgymenvs_hrl.skills.rollout_videos import build_task
+        steps = int(rep.get("exploration_steps", 100))
+        task_cfg = copy.deepcopy(meta.get("task_config")) if task_name == meta.get("task") else None
+        if task_cfg:
+            task_cfg["env"].update(episodeLength=steps + 1, terminateOnSuccess=False)
+        try:
+            task = build_task(task_name, int(rep.get("exploration_envs", 8)), task_cfg, int(cfg.seed))
+            if not hasattr(task, "reward_for"):
+                return f"\n## Zero-shot exploration\n\nnot measured: {task_name} has no reward_for (Franka tasks only)\n"
+            rows, md = exploration_table(task, load_llc(output), steps, int(cfg.seed))
+            task.close()
+        except Exception as exc:                  # the LLC is written; a report problem must not lose it
+            log(f"warning: zero-shot exploration in {task_name} failed ({type(exc).__name__}: {exc})")
+            return f"\n## Zero-shot exploration\n\nfailed: {type(exc).__name__}: {exc}\n"
+        (report_dir / "exploration.json").write_text(json.dumps(rows, indent=2))
+        return (f"\n## Zero-shot exploration ({task_name}, {task.num_envs} envs x {steps} control steps)\n\n"
+                "Reward per control step and variance over the episode (coverage).\n\n" + md)
+    return section
 
 
 def make_config(cls, params: dict):
@@ -228,7 +262,9 @@ def _train(cfg: DictConfig, dist) -> None:
     if not dist.is_main:
         return
     report = Path(cfg.report_dir or str(Path(cfg.output).with_suffix("")) + "_report")
-    write_report(report, result, cfg.output, video_recorder(cfg, meta, result, cfg.output, log=print))
+    section = exploration_reporter(cfg, meta, cfg.output, log=print)
+    write_report(report, result, cfg.output, video_recorder(cfg, meta, result, cfg.output, log=print),
+                 [section] if section else [])
     print(f"wrote {cfg.output} and {report}/ ({result['metrics']})")
 
 

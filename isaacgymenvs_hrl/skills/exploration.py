@@ -102,3 +102,25 @@ def explore_skills(task, llc: LowLevelController, steps: int, seed: int = 0) -> 
     within = end.std(1).mean(0).clamp_min(1e-6)                  # (D,)
     between = end.mean(1).std(0)                                 # (D,)
     return {"per_skill": per_skill, "distinctness": float((between / within).mean())}
+
+
+COLUMNS = ("dense_reward", "staged_reward", "coverage_joints", "coverage_grasp", "coverage_objects")
+
+
+def exploration_table(task, llc: LowLevelController, steps: int, seed: int = 0) -> tuple[dict, str]:
+    """Random flat actions vs a random high level in each of the LLC's modes (plus each discrete
+    skill held): (rows, markdown table) for the skills report."""
+    rows = {"random flat actions": explore_flat(task, None, steps)}
+    for mode in llc.modes:
+        stats = explore_llc(task, llc, mode, steps, seed=seed)
+        stats.pop("_end")
+        rows[f"random high level ({mode})"] = stats
+    extra = ""
+    if "discrete" in llc.modes:
+        skills = explore_skills(task, llc, steps, seed=seed)
+        for y, s in skills["per_skill"].items():
+            rows[f"skill {y} held"] = s
+        extra = f"\nDistinctness of the skills' end states (between / within spread): {skills['distinctness']:.2f}\n"
+    md = ("| behaviour | " + " | ".join(COLUMNS) + " |\n|---|" + "---|" * len(COLUMNS) + "\n"
+          + "".join(f"| {name} | " + " | ".join(f"{s[c]:.4g}" for c in COLUMNS) + " |\n" for name, s in rows.items()))
+    return rows, md + extra
