@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Scripted-expert success per task, variant, object set and peg shape (CPU, real MuJoCo).
+"""Scripted-expert (or trained policy) success per task, variant, object set and peg shape (CPU, real MuJoCo).
 
 Each suite builds the task from its Hydra config plus overrides (as ``hrl-collect`` does) and runs
 the batched expert until every env has finished ``--episodes-per-env`` episodes. Exactly those first
@@ -11,6 +11,9 @@ The ``default`` suite of each task is its config as shipped; the issue's target 
     python benchmarks/experts.py                              # every suite, ~10-20 min on 2 cores
     python benchmarks/experts.py --suites FrankaStack:default --episodes-per-env 5
     python benchmarks/experts.py --json results/experts.json
+    # the same table for a trained rl-games policy (deterministic mean action) instead of the expert
+    python benchmarks/experts.py --suites FrankaStack:default --policy runs/<run>/nn/<ckpt>.pth \
+        --override task.env.episodeLength=100
 """
 from __future__ import annotations
 
@@ -38,6 +41,11 @@ SUITES = {
     "FrankaStack:sets": ("FrankaStack", [f"task.env.objectSets={ALL_SETS}"]),
     "FrankaStack:variants": ("FrankaStack", [f"task.env.variants={ALL_VARIANTS}"]),
     "FrankaStack:all": ("FrankaStack", [f"task.env.objectSets={ALL_SETS}", f"task.env.variants={ALL_VARIANTS}"]),
+    "FrankaPegInHole:default": ("FrankaPegInHole", []),
+    "FrankaPegInHole:shapes": ("FrankaPegInHole", ["task.env.pegShapes=[round,square,ngon3,ngon6]",
+                                                   "task.env.pegStart=[hand,table]"]),
+    "FrankaPegInHole:tight": ("FrankaPegInHole", ["task.env.pegShapes=[round,square]", "task.env.pegStart=[hand,table]",
+                                                  "task.env.clearance=0.0003"]),
 }
 
 
@@ -54,11 +62,17 @@ def compose(task: str, overrides: list[str]):
         return hydra_compose(config_name="config", overrides=[f"task={task}", *overrides])
 
 
-def run_suite(name: str, num_envs: int, per_env: int, seed: int, noise: float, log) -> dict:
+def run_suite(name: str, num_envs: int, per_env: int, seed: int, noise: float, log, policy_path=None,
+              extra_overrides=()) -> dict:
     task_name, overrides = SUITES[name]
-    cfg = compose(task_name, overrides)
+    cfg = compose(task_name, [*overrides, *extra_overrides])
     task = isaacgymenvs_hrl.make(seed, task_name, num_envs, "cpu", "cpu", cfg=cfg)
-    expert = make_expert(task, noise=noise, seed=seed)
+    if policy_path:
+        from isaacgymenvs_hrl.collect import load_rlgames_policy
+        net = load_rlgames_policy(policy_path, task.num_obs, task.num_actions)
+        expert = lambda obs: net(obs)[0].clamp(-1.0, 1.0)
+    else:
+        expert = make_expert(task, noise=noise, seed=seed)
     finished = torch.zeros(num_envs, dtype=torch.long)
     cells: dict[tuple[str, str], list[int]] = {}
     log_episodes = task.log_episodes
@@ -105,7 +119,7 @@ def print_report(results: dict, log) -> None:
             f"   ({res['wall_s']:.0f} s, {res['env_steps_per_s']:.0f} env-steps/s)")
         log("-" * len(hdr))
     for name, res in results["suites"].items():
-        if name.endswith(":default"):
+        if name.endswith(":default") and not results["args"].get("policy"):
             ok = "OK" if res["rate"] >= TARGET else "BELOW TARGET"
             log(f"{name}: {100 * res['rate']:.1f}% over {res['episodes']} episodes [target >= {100 * TARGET:.0f}%: {ok}]")
 
@@ -118,6 +132,8 @@ def main(argv=None) -> dict:
     p.add_argument("--episodes-per-env", type=int, default=3, help="first episodes of every env that count")
     p.add_argument("--noise", type=float, default=0.0, help="expert action noise (std)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--policy", metavar="CKPT", help="an rl-games checkpoint (hrl-train run) instead of the expert")
+    p.add_argument("--override", nargs="*", default=[], help="more Hydra overrides for every suite")
     p.add_argument("--torch-threads", type=int, default=1)
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args(argv)
@@ -126,7 +142,7 @@ def main(argv=None) -> dict:
     results = {"args": vars(args), "suites": {}}
     for name in args.suites:
         results["suites"][name] = run_suite(name, args.num_envs, args.episodes_per_env, args.seed,
-                                            args.noise, log)
+                                            args.noise, log, args.policy, args.override)
     print_report(results, log)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -10,10 +10,14 @@ from ..errors import UserError
 
 def make_expert(task, noise: float = 0.0, seed: int = 0):
     """The scripted expert of ``task`` with Gaussian action noise ``noise`` (std, in action units)."""
+    from ..tasks.franka_peg_in_hole import FrankaPegInHole
     from ..tasks.franka_stack import FrankaStack
+    from .insertion import InsertionExpert
     from .stacking import StackingExpert
 
     if isinstance(task, FrankaStack):
         return StackingExpert(task, noise, seed)
+    if isinstance(task, FrankaPegInHole):
+        return InsertionExpert(task, noise, seed)
     raise UserError(f"no scripted expert for task {type(task).__name__}: policy=expert supports "
-                    "FrankaStack (FrankaPegInHole is not written yet); FrankaPegInHole; use policy=random or an rl-games checkpoint")
+                    "FrankaStack and FrankaPegInHole; use policy=random or an rl-games checkpoint")

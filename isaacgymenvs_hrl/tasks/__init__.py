@@ -3,10 +3,12 @@ from .humanoid_locomotion import HumanoidLocomotion
 from .humanoid import Humanoid
 from .humanoid_location import HumanoidLocation
 from .franka_stack import FrankaStack
+from .franka_peg_in_hole import FrankaPegInHole
 
 isaacgym_task_map = {
     "HumanoidLocomotion": HumanoidLocomotion,
     "Humanoid": Humanoid,
     "HumanoidLocation": HumanoidLocation,
     "FrankaStack": FrankaStack,
+    "FrankaPegInHole": FrankaPegInHole,
 }
