@@ -24,8 +24,8 @@ def state_features(task) -> dict[str, torch.Tensor]:
     feats = {"joints": task.arm_q(), "grasp": task.finger_opening()[:, None]}
     if hasattr(task, "object_qpos"):
         feats["objects"] = task.object_qpos()[:, :, 0:3].flatten(1)
-    elif hasattr(task, "peg_pos"):
-        feats["objects"] = task.peg_pos()
+    elif hasattr(task, "peg_pose"):
+        feats["objects"] = task.peg_pose()[:, 0:3]
     return feats
 
 
