@@ -33,18 +33,9 @@ MIN_USAGE = 0.02          # a skill used on under 2% of the training steps count
 
 
 def build_task(task: str, num_envs: int, steps: int, overrides: list[str], seed: int):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from experts import compose          # the sibling benchmark's Hydra composition
 
-    from isaacgymenvs_hrl.paths import CFG_DIR
-    from isaacgymenvs_hrl.utils.config import register_resolvers
-
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.1"):
-        cfg = compose(config_name="config", overrides=[
-            f"task={task}", f"task.env.episodeLength={steps + 1}", "task.env.terminateOnSuccess=False",
-            *overrides])
+    cfg = compose(task, [f"task.env.episodeLength={steps + 1}", "task.env.terminateOnSuccess=False", *overrides])
     return isaacgymenvs_hrl.make(seed, task, num_envs, "cpu", "cpu", cfg=cfg)
 
 
