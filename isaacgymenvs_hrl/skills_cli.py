@@ -236,6 +236,9 @@ def main_hydra(cfg: DictConfig) -> None:
 
 
 def _train(cfg: DictConfig, dist) -> None:
+    if int(cfg.get("torch_threads", 0) or 0) > 0:
+        import torch
+        torch.set_num_threads(int(cfg.torch_threads))
     if dist.is_main:
         _warn_on_conflicting_choice()
     algo = cfg.skills.algo
