@@ -96,6 +96,7 @@ class FrankaBase(VecTask):
 
     task_family = "franka"
     variant_names: tuple = ()
+    reward_defaults: dict = {}    # reward term -> default scale (task.env.rewardScales overrides), in term order
     group_names: tuple = ()       # second axis of the success statistics (object set / peg shape)
 
     def __init__(self, cfg, rl_device, sim_device, graphics_device_id, headless,
@@ -116,6 +117,8 @@ class FrankaBase(VecTask):
             raise TaskConfigError(f"task.env.rewardType must be one of {', '.join(REWARD_TYPES)}, "
                                   f"got {self.reward_type!r}")
         self.terminate_on_success = bool(env.get("terminateOnSuccess", True))
+        scales = env.get("rewardScales", {}) or {}
+        self.reward_scales = {k: float(scales.get(k, v)) for k, v in self.reward_defaults.items()}
         self.success_hold_steps = int(env.get("successHoldSteps", 2))
         super().__init__(cfg, rl_device, sim_device, graphics_device_id, headless,
                          virtual_screen_capture, force_render)
@@ -129,6 +132,8 @@ class FrankaBase(VecTask):
         # finished episodes and successes per (variant, group), accumulated since construction
         self.stats_episodes = torch.zeros(nv, ng, dtype=torch.long, device=dev)
         self.stats_successes = torch.zeros(nv, ng, dtype=torch.long, device=dev)
+        self.reward_scale_vec = torch.tensor(list(self.reward_scales.values()), device=dev)
+        self.episode_sums = torch.zeros(n, len(self.reward_scales), device=dev)   # weighted terms per episode
         self.extras["episode"] = {}
 
     # ---- robot setup (runs inside VecTask.__init__, right after the engine exists) -----------
@@ -214,7 +219,10 @@ class FrankaBase(VecTask):
                 ep[f"success_{name}"] = self.episode_success[ids][sel].float().mean()
 
     def reset_task_state(self, env_ids: torch.Tensor, arm_q: torch.Tensor) -> None:
-        """Episode bookkeeping for ``env_ids`` whose arm restarts at joint positions arm_q (n, 7)."""
+        """Episode bookkeeping for ``env_ids`` whose arm restarts at joint positions arm_q (n, 7):
+        logs the ending episodes (reward terms, success), so call it before drawing the new ones."""
+        if hasattr(self, "episode_sums"):        # not yet during VecTask's first reset
+            self.log_episode_terms(env_ids, self.episode_sums, tuple(self.reward_scales))
         self.log_episodes(env_ids)
         self.action_map.reset(env_ids, arm_q)
         ctrl = self.engine.ctrl                      # servos start on the reset pose, no jump

@@ -157,6 +157,7 @@ class FrankaPegInHole(FrankaBase):
 
     variant_names = VARIANTS
     group_names = SHAPE_NAMES
+    reward_defaults = dict(zip(REWARD_TERMS, (0.1, 0.2, 0.2, 0.3, 0.5, 5.0)))
 
     def __init__(self, cfg, rl_device, sim_device, graphics_device_id, headless,
                  virtual_screen_capture=False, force_render=False):
@@ -186,9 +187,6 @@ class FrankaPegInHole(FrankaBase):
         self._check_geometry()
         self.hole_apothem = self.peg_radius + self.clearance
         self.hole_top_local = 2 * PLATE_HALF_HEIGHT + self.hole_depth      # mouth above the fixture origin
-        scales = env.get("rewardScales", {}) or {}
-        self.reward_scales = {k: float(scales.get(k, v)) for k, v in dict(
-            reach=0.1, grasp=0.2, lift=0.2, align=0.3, insert=0.5, success=5.0).items()}
         super().__init__(cfg, rl_device, sim_device, graphics_device_id, headless,
                          virtual_screen_capture, force_render)
         m, dev, n = self.engine.model, self.device, self.num_envs
@@ -223,8 +221,6 @@ class FrankaPegInHole(FrankaBase):
         com = rot.T @ (d.subtree_com[hand] - d.site_xpos[m.site("ft_site").id])
         self.hand_com = torch.tensor(com, dtype=torch.float32, device=dev)
         self.gravity = float(-self.sim_params.gravity[2])
-        self.reward_scale_vec = torch.tensor([self.reward_scales[k] for k in REWARD_TERMS], device=dev)
-        self.episode_sums = torch.zeros(n, len(REWARD_TERMS), device=dev)
 
     def _check_geometry(self) -> None:
         r, c = self.peg_radius, self.clearance
@@ -361,7 +357,6 @@ class FrankaPegInHole(FrankaBase):
 
     def reset_idx(self, env_ids):
         n, dev = len(env_ids), self.device
-        self._log_terms(env_ids)
         arm = self.home_arm(n)
         # logs the ending episodes under their own (start, shape): before the new ones are drawn
         self.reset_task_state(env_ids, arm)
@@ -418,11 +413,6 @@ class FrankaPegInHole(FrankaBase):
         offset = torch.stack([noise[:, 0], -self.shape_y_off[shape], noise[:, 1]], -1)  # tool frame
         pos = tcp + torch.einsum("nij,nj->ni", rot, centre + offset)
         return torch.cat([pos, quat_from_rotation(rot @ r_local)], -1)
-
-    def _log_terms(self, env_ids):
-        if not hasattr(self, "episode_sums"):
-            return
-        self.log_episode_terms(env_ids, self.episode_sums, REWARD_TERMS)
 
     def compute_observations(self):
         peg, hole = self.peg_pose(), self.hole_pose()

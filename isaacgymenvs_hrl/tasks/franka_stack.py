@@ -84,6 +84,7 @@ class FrankaStack(FrankaBase):
 
     variant_names = VARIANTS
     group_names = SET_NAMES
+    reward_defaults = dict(zip(REWARD_TERMS, (0.1, 0.2, 0.3, 0.5, 5.0)))
 
     def __init__(self, cfg, rl_device, sim_device, graphics_device_id, headless,
                  virtual_screen_capture=False, force_render=False):
@@ -97,9 +98,6 @@ class FrankaStack(FrankaBase):
         self.release_distance = float(env.get("releaseDistance", 0.06))
         self.spawn_x = tuple(env.get("spawnX", (0.42, 0.58)))
         self.spawn_y_gap = float(env.get("spawnYGap", 0.15))
-        scales = env.get("rewardScales", {}) or {}
-        self.reward_scales = {k: float(scales.get(k, v)) for k, v in dict(
-            reach=0.1, grasp=0.2, lift=0.3, place=0.5, success=5.0).items()}
         super().__init__(cfg, rl_device, sim_device, graphics_device_id, headless,
                          virtual_screen_capture, force_render)
         m, dev, n = self.engine.model, self.device, self.num_envs
@@ -129,8 +127,6 @@ class FrankaStack(FrankaBase):
         self.variant_pairs = torch.tensor(pairs, device=dev)                            # (7, 2)
         self.active_body = torch.zeros(n, 3, dtype=torch.long, device=dev)              # (N, 3) body per colour
         self.pyramid_side = torch.zeros(n, device=dev)
-        self.reward_scale_vec = torch.tensor([self.reward_scales[k] for k in REWARD_TERMS], device=dev)
-        self.episode_sums = torch.zeros(n, len(REWARD_TERMS), device=dev)
 
     # ---- scene --------------------------------------------------------------------------
     def mjcf_path(self):
@@ -194,7 +190,6 @@ class FrankaStack(FrankaBase):
 
     def reset_idx(self, env_ids):
         n, dev = len(env_ids), self.device
-        self._log_terms(env_ids)
         m = self.engine.model
         qpos = torch.zeros(n, m.nq, device=dev)
         qpos[:, self.arm_qadr] = self.home_arm(n)
@@ -219,11 +214,6 @@ class FrankaStack(FrankaBase):
         self.pyramid_side[env_ids] = torch.where(y[:, 0] > y[:, 1], 1.0, -1.0) * \
             (self.variant_id[env_ids] == VARIANTS.index("pyramid")).float()
         self.engine.reset_envs(env_ids, qpos, torch.zeros(n, m.nv, device=dev))
-
-    def _log_terms(self, env_ids):
-        if not hasattr(self, "episode_sums"):
-            return
-        self.log_episode_terms(env_ids, self.episode_sums, REWARD_TERMS)
 
     def compute_observations(self):
         pose = self.object_qpos()
