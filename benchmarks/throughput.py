@@ -446,9 +446,10 @@ def print_report(results: dict, log) -> None:
                 f"{r['env_steps_per_s']:>14,.1f}{r['physics_steps_per_s']:>15,.1f}{'':>13}{ratio:>8}")
     log("-" * len(hdr))
     if mj:
-        ok = "OK" if mj["ratio"] >= args_target(results) else "BELOW TARGET"
+        target = results["args"]["target"]
+        ok = "OK" if mj["ratio"] >= target else "BELOW TARGET"
         log(f"mujoco task/raw (resets at task rate) = {mj['ratio']:.3f}  "
-            f"[target >= {args_target(results)}: {ok}]   (vs no resets {mj['ratio_vs_raw_no_resets']:.3f}"
+            f"[target >= {target}: {ok}]   (vs no resets {mj['ratio_vs_raw_no_resets']:.3f}"
             + (f", vs reset on fall {mj['ratio_vs_raw_reset_on_fall']:.3f}" if "ratio_vs_raw_reset_on_fall" in mj
                else "") + f"; raw controls: {mj['raw_ctrl']})")
         log(f"  engine.step share of task.step wall time = {mj['engine_share_of_task_step']:.3f} "
@@ -502,10 +503,6 @@ def parse_args(argv=None):
     args.dt = float(sim["dt"]) if args.dt is None else args.dt
     args.substeps = int(sim["substeps"]) if args.substeps is None else args.substeps
     return args
-
-
-def args_target(results: dict) -> float:
-    return results["args"]["target"]
 
 
 def main(argv=None) -> dict:
