@@ -145,3 +145,29 @@ def test_dense_reward_rises_through_the_stages():
     assert first > 0.002, "the wide reach kernel must pay something at the home pose (1 - tanh(10 d): 0.0003)"
     # success (5.0) on top of the stage terms, in at least 3 of the 4 envs
     assert (best_dense > 5.0).sum() >= 3 and (best_staged > 5.0).sum() >= 3, (best_dense, best_staged)
+
+
+def test_letting_go_costs_nothing_and_success_pays_the_steps_left():
+    """Success needs the gripper to let go and back off; if that lowered the reward, or ending the
+    episode lost the per-step reward still to come, PPO learns to hover holding the object."""
+    from isaacgymenvs_hrl.experts import make_expert
+    torch.manual_seed(0)
+    task = FrankaStack(stack_cfg(numEnvs=4, episodeLength=200), "cpu", "cpu", -1, True)
+    expert = make_expert(task, seed=0)
+    obs = task.reset()
+    stage_max = sum(v for k, v in task.reward_scales.items() if k != "success")
+    history, ended = [], {}
+    for step in range(1, 160):
+        obs, rew, done, _ = task.step(expert(obs["obs"]))
+        history.append(rew.clone())
+        for j in done.nonzero().flatten().tolist():
+            ended.setdefault(j, (step, torch.stack(history)[:, j]))
+    assert len(ended) >= 3, "the expert should stack in at least 3 of 4 envs"
+    for j, (step, rewards) in ended.items():
+        left = 200 - step
+        expected = stage_max * (1 + left) + task.reward_scales["success"]
+        assert abs(rewards[-1].item() - expected) < 0.05 * stage_max, (j, rewards[-1], expected)
+        placed = (rewards[:-1] > 0.95 * stage_max).nonzero().flatten()
+        assert len(placed) > 0
+        # from the first fully placed step to the end: no dip while the fingers open and back off
+        assert (rewards[placed[0]:-1] > 0.9 * stage_max).all(), (j, rewards[placed[0]:])

@@ -345,15 +345,11 @@ class FrankaPegInHole(FrankaBase):
         top = self.hole_top(hole)
         ee_pos, _ = self.ee_pose()
         success = peg_in_hole_success(tip, top, self.hole_apothem, self.insert_depth)
-        held = self.update_success(success)
         rew, terms = peg_in_hole_reward(ee_pos, grasp, self.finger_opening(), self.grasp_half_width(), tip, top,
                                         self.hole_apothem, self.insert_depth, self.lift_height, success,
                                         self.variant_id == VARIANTS.index("table"), self.reward_scale_vec,
                                         self.reward_type)
-        self.rew_buf[:] = rew
-        self.episode_sums += terms
-        self.reset_buf[:] = (held & self.terminate_on_success).long()
-        self.extras["successes"] = success.float()
+        self.record_step(success, rew, terms)
 
     def reset_idx(self, env_ids):
         n, dev = len(env_ids), self.device
