@@ -194,8 +194,9 @@ class FrankaBase(VecTask):
         """Success streaks, terminations and reward of this step; ``terms`` (N, T) ends with success.
 
         An episode ended by success is paid, on its last step, every stage term in full for each step
-        left until the time limit: ending early must never earn less than hovering at the last stage.
-        Measured: without it, PPO on FrankaStack held the cube over the target instead of stacking."""
+        left until the time limit: ending early must never earn less than hovering at the last stage
+        (without it, FrankaStack paid 5 a step for the two held steps of a stack, then nothing, against
+        1.1 a step for as long as the cube was held over the target)."""
         self.success_streak = torch.where(success, self.success_streak + 1, torch.zeros_like(self.success_streak))
         held = self.success_streak >= self.success_hold_steps
         self.episode_success |= held
