@@ -117,9 +117,11 @@ class FrankaBase(VecTask):
             raise TaskConfigError(f"task.env.rewardType must be one of {', '.join(REWARD_TYPES)}, "
                                   f"got {self.reward_type!r}")
         self.terminate_on_success = bool(env.get("terminateOnSuccess", True))
-        self.pay_remaining = bool(env.get("payRemainingOnSuccess", True))
         scales = env.get("rewardScales", {}) or {}
         self.reward_scales = {k: float(scales.get(k, v)) for k, v in self.reward_defaults.items()}
+        # paid per step left when success ends an episode: every stage term (all but success) in full
+        pay = bool(env.get("payRemainingOnSuccess", True)) and self.reward_type != "sparse"
+        self.payout_per_step_left = sum(list(self.reward_scales.values())[:-1]) if pay else 0.0
         self.success_hold_steps = int(env.get("successHoldSteps", 2))
         super().__init__(cfg, rl_device, sim_device, graphics_device_id, headless,
                          virtual_screen_capture, force_render)
@@ -201,9 +203,9 @@ class FrankaBase(VecTask):
         held = self.success_streak >= self.success_hold_steps
         self.episode_success |= held
         ends = held & self.terminate_on_success
-        if self.pay_remaining and self.reward_type != "sparse":
+        if self.payout_per_step_left:
             left = (self.max_episode_length - self.progress_buf).clamp_min(0).float()
-            payout = ends.float() * left * self.reward_scale_vec[:-1].sum()
+            payout = ends.float() * left * self.payout_per_step_left
             rew = rew + payout
             terms = torch.cat([terms[:, :-1], terms[:, -1:] + payout[:, None]], dim=-1)
         self.rew_buf[:] = rew
