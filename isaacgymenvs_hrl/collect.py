@@ -63,10 +63,14 @@ def collect(task, policy, num_episodes: int, noise: float = 0.0, deterministic: 
 
     n = task.num_envs
     obs = task.reset()["obs"]
-    steps = {k: [] for k in ("observations", "actions", "rewards", "terminals", "timeouts")}
+    keys = ("observations", "actions", "rewards", "terminals", "timeouts", "infos.qpos", "infos.qvel")
+    steps = {k: [] for k in keys}
     finished = 0
     bar = tqdm(total=num_episodes, desc="episodes", disable=not progress, file=sys.stdout)
     while finished < num_episodes:
+        # the simulator state behind each observation (D4RL's infos/qpos, infos/qvel): tasks can
+        # restart episodes from it (FrankaStack's demoResets)
+        qpos, qvel = task.engine.qpos.clone(), task.engine.qvel.clone()
         if policy is None:
             actions = torch.rand(n, task.num_actions, device=obs.device) * 2 - 1
         else:
@@ -82,7 +86,8 @@ def collect(task, policy, num_episodes: int, noise: float = 0.0, deterministic: 
         next_obs, rew, done, extras = task.step(actions)
         timeout = extras["time_outs"].bool()
         for key, value in (("observations", obs), ("actions", actions), ("rewards", rew),
-                           ("terminals", done.bool() & ~timeout), ("timeouts", timeout)):
+                           ("terminals", done.bool() & ~timeout), ("timeouts", timeout),
+                           ("infos.qpos", qpos), ("infos.qvel", qvel)):
             steps[key].append(value.detach().cpu().clone())
         new = int(done.sum())
         finished += new
@@ -98,7 +103,7 @@ def collect(task, policy, num_episodes: int, noise: float = 0.0, deterministic: 
         if len(last):
             for k in arrays:
                 out[k].append(arrays[k][e, : last[-1] + 1])
-    return {k: np.concatenate(v).astype(np.float32 if k in ("observations", "actions", "rewards") else bool)
+    return {k: np.concatenate(v).astype(bool if k in ("terminals", "timeouts") else np.float32)
             for k, v in out.items()}
 
 

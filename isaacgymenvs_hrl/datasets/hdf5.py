@@ -2,6 +2,7 @@
 
     /observations (T, num_obs) float32   /actions (T, A)   /rewards (T,)   /terminals (T,) bool
     /timeouts (T,) bool                  /obs/<slice name> (T, size) for every slice of the layout
+    /infos.qpos (T, nq), /infos.qvel (T, nv): simulator state behind each observation (hrl-collect)
     attrs: metadata as JSON (task, obs_layout [[name, size], ...], control_dt, seed, code version, ...)
 
 Steps are stored env-major: each env's episodes follow one another, and an episode ends at a step
@@ -73,7 +74,7 @@ def load_dataset(path: str | os.PathLike, require_slices=()) -> tuple[dict, dict
         except OSError as exc:
             raise DatasetError(f"dataset {path} is corrupt: {exc}") from None
     n = len(data["observations"])
-    for k in D4RL_KEYS:
+    for k in [k for k in data if k != "obs"]:
         if len(data[k]) != n:
             raise DatasetError(f"dataset {path}: '{k}' has {len(data[k])} rows, observations have {n}")
     layout = meta.get("obs_layout", [])

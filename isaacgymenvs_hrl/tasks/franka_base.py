@@ -129,6 +129,8 @@ class FrankaBase(VecTask):
         self.actions = torch.zeros(n, self.num_actions, device=dev)
         self.success_streak = torch.zeros(n, dtype=torch.long, device=dev)
         self.episode_success = torch.zeros(n, dtype=torch.bool, device=dev)
+        # episodes restarted from a demonstration state: logged apart, never in the success rates
+        self.demo_start = torch.zeros(n, dtype=torch.bool, device=dev)
         self.variant_id = torch.zeros(n, dtype=torch.long, device=dev)
         self.group_id = torch.zeros(n, dtype=torch.long, device=dev)
         nv, ng = max(1, len(self.variant_names)), max(1, len(self.group_names))
@@ -218,13 +220,16 @@ class FrankaBase(VecTask):
         if not hasattr(self, "stats_episodes") or len(env_ids) == 0:
             return
         started = self.progress_buf[env_ids] > 0                         # skip the initial reset
-        ids = env_ids[started]
+        ep = self.extras["episode"]
+        from_demo = env_ids[started & self.demo_start[env_ids]]
+        if len(from_demo):
+            ep["success_demo_start"] = self.episode_success[from_demo].float().mean()
+        ids = env_ids[started & ~self.demo_start[env_ids]]
         if len(ids) == 0:
             return
         flat = self.variant_id[ids] * self.stats_episodes.shape[1] + self.group_id[ids]
         self.stats_episodes.view(-1).index_add_(0, flat, torch.ones_like(flat))
         self.stats_successes.view(-1).index_add_(0, flat, self.episode_success[ids].long())
-        ep = self.extras["episode"]
         ep["success"] = self.episode_success[ids].float().mean()
         for i, name in enumerate(self.variant_names):
             sel = self.variant_id[ids] == i

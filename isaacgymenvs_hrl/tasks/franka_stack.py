@@ -32,6 +32,7 @@ import mujoco
 import numpy as np
 import torch
 
+from .demo_states import DemoStates
 from .franka_base import (PROPRIO_SIZE, FrankaBase, TaskConfigError, base_spec, parse_choice,
                           prism_vertices, regular_polygon, side_prism_vertices, write_scene)
 
@@ -98,6 +99,13 @@ class FrankaStack(FrankaBase):
         self.release_distance = float(env.get("releaseDistance", 0.06))
         self.spawn_x = tuple(env.get("spawnX", (0.42, 0.58)))
         self.spawn_y_gap = float(env.get("spawnYGap", 0.15))
+        demo = env.get("demoResets") or {}
+        self.demo_fraction = float(demo.get("fraction", 0.0))
+        self.demo_path = str(demo.get("path", "") or "")
+        if self.demo_fraction > 0 and not self.demo_path:
+            raise TaskConfigError("task.env.demoResets.fraction > 0 needs demoResets.path (an hrl-collect "
+                                  "dataset of FrankaStack)")
+        self.demo_states = None       # loaded after the scene exists (its state widths are checked)
         super().__init__(cfg, rl_device, sim_device, graphics_device_id, headless,
                          virtual_screen_capture, force_render)
         m, dev, n = self.engine.model, self.device, self.num_envs
@@ -127,6 +135,22 @@ class FrankaStack(FrankaBase):
         self.variant_pairs = torch.tensor(pairs, device=dev)                            # (7, 2)
         self.active_body = torch.zeros(n, 3, dtype=torch.long, device=dev)              # (N, 3) body per colour
         self.pyramid_side = torch.zeros(n, device=dev)
+        if self.demo_fraction > 0:
+            self.demo_states = self._load_demo_states()
+
+    def _load_demo_states(self) -> DemoStates:
+        m = self.engine.model
+        demo = DemoStates(self.demo_path, "FrankaStack", m.nq, m.nv, self.device)
+        nv = len(VARIANTS)
+        sets = set(demo.task_obs[:, nv:nv + len(SET_NAMES)].argmax(-1).tolist())
+        variants = set(demo.task_obs[:, :nv].argmax(-1).tolist())
+        extra = [SET_NAMES[i] for i in sets - set(self.set_ids.tolist())] + \
+            [VARIANTS[i] for i in variants - set(self.variant_ids.tolist())]
+        if extra:
+            raise TaskConfigError(f"task.env.demoResets.path={self.demo_path} holds episodes of {extra}, which "
+                                  f"this task does not sample (objectSets {self.set_choice}, variants "
+                                  f"{self.variant_choice}); collect the dataset with the same settings")
+        return demo
 
     # ---- scene --------------------------------------------------------------------------
     def mjcf_path(self):
@@ -186,9 +210,13 @@ class FrankaStack(FrankaBase):
     def reset_idx(self, env_ids):
         n, dev = len(env_ids), self.device
         m = self.engine.model
-        qpos = torch.zeros(n, m.nq, device=dev)
-        qpos[:, self.arm_qadr] = self.home_arm(n)
-        self.reset_task_state(env_ids, qpos[:, self.arm_qadr])   # logs the ending episodes: before new draws
+        qpos, qvel = torch.zeros(n, m.nq, device=dev), torch.zeros(n, m.nv, device=dev)
+        arm = self.home_arm(n)
+        if self.demo_states is not None:
+            from_demo, rows = self.demo_states.sample(n, self.demo_fraction, dev)
+            arm = torch.where(from_demo[:, None], self.demo_states.qpos[rows][:, self.arm_qadr], arm)
+        qpos[:, self.arm_qadr] = arm
+        self.reset_task_state(env_ids, arm)   # logs the ending episodes: before new draws
         self.group_id[env_ids] = self.set_ids[torch.randint(len(self.set_ids), (n,), device=dev)]
         self.variant_id[env_ids] = self.variant_ids[torch.randint(len(self.variant_ids), (n,), device=dev)]
         self.active_body[env_ids] = self.set_bodies[self.group_id[env_ids]]
@@ -208,7 +236,17 @@ class FrankaStack(FrankaBase):
         qpos.scatter_(1, idx.reshape(n, -1), pose.reshape(n, -1))
         self.pyramid_side[env_ids] = torch.where(y[:, 0] > y[:, 1], 1.0, -1.0) * \
             (self.variant_id[env_ids] == VARIANTS.index("pyramid")).float()
-        self.engine.reset_envs(env_ids, qpos, torch.zeros(n, m.nv, device=dev))
+        if self.demo_states is not None:
+            self.demo_start[env_ids] = from_demo
+            ids, rows = env_ids[from_demo], rows[from_demo]
+            qpos[from_demo], qvel[from_demo] = self.demo_states.qpos[rows], self.demo_states.qvel[rows]
+            task = self.demo_states.task_obs[rows]
+            nv = len(VARIANTS)
+            self.variant_id[ids] = task[:, :nv].argmax(-1)
+            self.group_id[ids] = task[:, nv:nv + len(SET_NAMES)].argmax(-1)
+            self.active_body[ids] = self.set_bodies[self.group_id[ids]]
+            self.pyramid_side[ids] = task[:, -1]
+        self.engine.reset_envs(env_ids, qpos, qvel)
 
     def compute_observations(self):
         pose = self.object_qpos()
