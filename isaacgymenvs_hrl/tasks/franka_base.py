@@ -200,7 +200,10 @@ class FrankaBase(VecTask):
         An episode ended by success is paid, on its last step, every stage term in full for each step
         left until the time limit: ending early must never earn less than hovering at the last stage
         (without it, FrankaStack paid 5 a step for the two held steps of a stack, then nothing, against
-        1.1 a step for as long as the cube was held over the target)."""
+        1.1 a step for as long as the cube was held over the target). That holds for the undiscounted
+        return. A learner that bootstraps at time-outs (rl-games' value_bootstrap) values hovering as
+        if it never ended, stage sum / (1 - gamma), so for RL training terminateOnSuccess=False, which
+        makes success an absorbing state that pays more than any other, is the consistent choice."""
         self.success_streak = torch.where(success, self.success_streak + 1, torch.zeros_like(self.success_streak))
         held = self.success_streak >= self.success_hold_steps
         self.episode_success |= held

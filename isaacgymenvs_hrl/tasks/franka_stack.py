@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .demo_states import DemoStates
-from .franka_base import (PROPRIO_SIZE, FrankaBase, TaskConfigError, base_spec, parse_choice,
+from .franka_base import (GRIP_MAX, PROPRIO_SIZE, FrankaBase, TaskConfigError, base_spec, parse_choice,
                           prism_vertices, regular_polygon, side_prism_vertices, write_scene)
 
 COLORS = ("red", "green", "blue")
@@ -58,7 +58,7 @@ OBJECT_SETS = {
 }
 SET_NAMES = tuple(OBJECT_SETS)
 OBJECT_MASS = 0.07
-REWARD_TERMS = ("reach", "grasp", "lift", "place", "success")
+REWARD_TERMS = ("reach", "grasp", "lift", "place", "release", "success")
 
 
 def add_shape(spec: mujoco.MjSpec, body, name: str, shape: str, rgba) -> None:
@@ -85,7 +85,7 @@ class FrankaStack(FrankaBase):
 
     variant_names = VARIANTS
     group_names = SET_NAMES
-    reward_defaults = dict(zip(REWARD_TERMS, (0.1, 0.2, 0.3, 0.5, 5.0)))
+    reward_defaults = dict(zip(REWARD_TERMS, (0.1, 0.2, 0.3, 0.5, 0.5, 5.0)))
 
     def __init__(self, cfg, rl_device, sim_device, graphics_device_id, headless,
                  virtual_screen_capture=False, force_render=False):
@@ -196,8 +196,10 @@ class FrankaStack(FrankaBase):
         success = stack_success(pose[:, :, 0:3], hh, hw, ee_pos, self.variant_pairs[self.variant_id],
                                 self.variant_id == VARIANTS.index("pyramid"), self.stack_height_tol,
                                 self.release_distance)
-        rew, terms = stack_reward(pose[:, :, 0:3], hh, hw, ee_pos, self.finger_opening(), pick, target,
-                                  done_sub, total_sub, success, self.reward_scale_vec, reward_type)
+        grip_command = self.engine.ctrl[:, self.grip_act].to(ee_pos) / GRIP_MAX   # 0 closed .. 1 open
+        rew, terms = stack_reward(pose[:, :, 0:3], hh, hw, ee_pos, self.finger_opening(), grip_command, pick,
+                                  target, done_sub, total_sub, success, self.reward_scale_vec, reward_type,
+                                  self.release_distance)
         return success, rew, terms
 
     def reward_for(self, reward_type: str) -> torch.Tensor:
@@ -338,9 +340,10 @@ def stack_success(pos: torch.Tensor, hh: torch.Tensor, hw: torch.Tensor, ee_pos:
 
 @torch.jit.script
 def stack_reward(pos: torch.Tensor, hh: torch.Tensor, hw: torch.Tensor, ee_pos: torch.Tensor,
-                 opening: torch.Tensor, pick: torch.Tensor, target: torch.Tensor, done_sub: torch.Tensor,
-                 total_sub: torch.Tensor, success: torch.Tensor, scales: torch.Tensor, reward_type: str):
-    """Reward and per-term weighted values (N, 5) in REWARD_TERMS order."""
+                 opening: torch.Tensor, grip_command: torch.Tensor, pick: torch.Tensor, target: torch.Tensor,
+                 done_sub: torch.Tensor, total_sub: torch.Tensor, success: torch.Tensor, scales: torch.Tensor,
+                 reward_type: str, release_distance: float):
+    """Reward and per-term weighted values (N, 6) in REWARD_TERMS order."""
     n = pos.shape[0]
     ar = torch.arange(n, device=pos.device)
     obj = pos[ar, pick]
@@ -350,7 +353,9 @@ def stack_reward(pos: torch.Tensor, hh: torch.Tensor, hw: torch.Tensor, ee_pos: 
     grasped = reached & (opening < obj_hw + 0.004)
     lifted = grasped & (obj[:, 2] > obj_hh + 0.03)
     d_place = torch.norm(obj - target, dim=-1)
-    placed = d_place < 0.015
+    # placed: resting at the target, centre within 2 cm of it in xy and 1 cm in height (the
+    # stacking success test allows the bottom's half width, 2.5 cm for cubes, and 1 cm)
+    placed = (torch.norm(obj[:, 0:2] - target[:, 0:2], dim=-1) < 0.02) & (torch.abs(obj[:, 2] - target[:, 2]) < 0.01)
     # a placed object counts as reached, grasped and lifted, so letting go over the target (which
     # success needs) costs no reward; without this it cost 0.5 of the 1.1 per step of holding it there
     if reward_type == "dense":
@@ -360,13 +365,20 @@ def stack_reward(pos: torch.Tensor, hh: torch.Tensor, hw: torch.Tensor, ee_pos: 
         reach = 1.0 - 0.5 * (torch.tanh(3.0 * d_reach) + torch.tanh(15.0 * d_reach))
         place = 1.0 - 0.5 * (torch.tanh(3.0 * d_place) + torch.tanh(15.0 * d_place))
         done = placed.float()
+        # release, once placed: commanding the fingers open and backing the hand off to
+        # release_distance. Measured: without it the PPO policy placed the cube and kept the gripper
+        # closed (action -1.05 on every placed step), so it never saw success. It pays the command,
+        # not the finger opening: fingers blocked by the object do not move until the command passes
+        # the object's width, which gave PPO no slope from a closed grip (mean action -1.03).
+        release = torch.clamp(0.5 * grip_command + d_reach / release_distance, 0.0, 1.0) * done
         stage = torch.stack([torch.maximum(reach, done), torch.maximum(grasped.float(), done),
                              torch.maximum(lift_frac * grasped.float(), done),
-                             place * (lifted | placed).float()], dim=-1)
+                             place * (lifted | placed).float(), release], dim=-1)
     elif reward_type == "staged":
-        stage = torch.stack([reached | placed, grasped | placed, lifted | placed, placed], dim=-1).float()
+        stage = torch.stack([reached | placed, grasped | placed, lifted | placed, placed,
+                             placed & (d_reach > release_distance)], dim=-1).float()
     else:
-        stage = torch.zeros(n, 4, device=pos.device)
+        stage = torch.zeros(n, 5, device=pos.device)
     if reward_type != "sparse":   # finished pick-and-place subtasks (pyramid base) count in full
         stage = (stage + done_sub.float()[:, None]) / total_sub.float()[:, None]
     terms = torch.cat([stage, success.float()[:, None]], dim=-1) * scales
