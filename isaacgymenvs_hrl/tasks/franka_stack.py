@@ -370,7 +370,9 @@ def stack_reward(pos: torch.Tensor, hh: torch.Tensor, hw: torch.Tensor, ee_pos: 
         # closed (action -1.05 on every placed step), so it never saw success. It pays the command,
         # not the finger opening: fingers blocked by the object do not move until the command passes
         # the object's width, which gave PPO no slope from a closed grip (mean action -1.03).
-        release = torch.clamp(0.5 * grip_command + d_reach / release_distance, 0.0, 1.0) * done
+        # (two halves, each capped: one capped sum paid a fully open command in full at half the
+        # distance, so backing off the last 3 cm to success earned nothing more)
+        release = 0.5 * (grip_command + torch.clamp(d_reach / release_distance, 0.0, 1.0)) * done
         stage = torch.stack([torch.maximum(reach, done), torch.maximum(grasped.float(), done),
                              torch.maximum(lift_frac * grasped.float(), done),
                              place * (lifted | placed).float(), release], dim=-1)
