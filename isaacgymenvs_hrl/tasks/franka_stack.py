@@ -85,7 +85,7 @@ class FrankaStack(FrankaBase):
 
     variant_names = VARIANTS
     group_names = SET_NAMES
-    reward_defaults = dict(zip(REWARD_TERMS, (0.1, 0.2, 0.3, 0.5, 2.0, 5.0)))
+    reward_defaults = dict(zip(REWARD_TERMS, (0.1, 0.2, 0.3, 0.5, 2.0, 20.0)))
 
     def __init__(self, cfg, rl_device, sim_device, graphics_device_id, headless,
                  virtual_screen_capture=False, force_render=False):
