@@ -2,8 +2,8 @@
 """Learning curve of one or more hrl-train runs, read from their TensorBoard event files.
 
 Prints, per window of epochs, the mean of every ``Episode/*`` scalar (reward terms, success rates)
-and the wall-clock minutes since the first run began, so a run that was resumed from another's
-checkpoint reads as one curve. ``--png`` also draws the chosen tags.
+and the wall-clock minutes from the first record to the window's last one, so a run that was
+resumed from another's checkpoint reads as one curve. ``--png`` also draws the chosen tags.
 
     python benchmarks/training_curve.py runs/fs_demo_* --window 50 --tags success rew_place rew_release
     python benchmarks/training_curve.py runs/fs_demo_* --png docs/img/frankastack_ppo.png
