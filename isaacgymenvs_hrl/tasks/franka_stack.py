@@ -106,6 +106,7 @@ class FrankaStack(FrankaBase):
             raise TaskConfigError("task.env.demoResets.fraction > 0 needs demoResets.path (an hrl-collect "
                                   "dataset of FrankaStack)")
         self.demo_states = None       # loaded after the scene exists (its state widths are checked)
+        self.demo_variant = self.demo_group = self.demo_side = None   # per dataset row, from its task slice
         super().__init__(cfg, rl_device, sim_device, graphics_device_id, headless,
                          virtual_screen_capture, force_render)
         m, dev, n = self.engine.model, self.device, self.num_envs
@@ -139,13 +140,16 @@ class FrankaStack(FrankaBase):
             self.demo_states = self._load_demo_states()
 
     def _load_demo_states(self) -> DemoStates:
+        """Load the dataset and decode each row's variant, object set and pyramid side once (the
+        task slice is laid out by compute_observations)."""
         m = self.engine.model
         demo = DemoStates(self.demo_path, "FrankaStack", m.nq, m.nv, self.device)
         nv = len(VARIANTS)
-        sets = set(demo.task_obs[:, nv:nv + len(SET_NAMES)].argmax(-1).tolist())
-        variants = set(demo.task_obs[:, :nv].argmax(-1).tolist())
-        extra = [SET_NAMES[i] for i in sets - set(self.set_ids.tolist())] + \
-            [VARIANTS[i] for i in variants - set(self.variant_ids.tolist())]
+        self.demo_variant = demo.task_obs[:, :nv].argmax(-1)
+        self.demo_group = demo.task_obs[:, nv:nv + len(SET_NAMES)].argmax(-1)
+        self.demo_side = demo.task_obs[:, -1]
+        extra = [SET_NAMES[i] for i in set(self.demo_group.tolist()) - set(self.set_ids.tolist())] + \
+            [VARIANTS[i] for i in set(self.demo_variant.tolist()) - set(self.variant_ids.tolist())]
         if extra:
             raise TaskConfigError(f"task.env.demoResets.path={self.demo_path} holds episodes of {extra}, which "
                                   f"this task does not sample (objectSets {self.set_choice}, variants "
@@ -242,12 +246,10 @@ class FrankaStack(FrankaBase):
             self.demo_start[env_ids] = from_demo
             ids, rows = env_ids[from_demo], rows[from_demo]
             qpos[from_demo], qvel[from_demo] = self.demo_states.qpos[rows], self.demo_states.qvel[rows]
-            task = self.demo_states.task_obs[rows]
-            nv = len(VARIANTS)
-            self.variant_id[ids] = task[:, :nv].argmax(-1)
-            self.group_id[ids] = task[:, nv:nv + len(SET_NAMES)].argmax(-1)
+            self.variant_id[ids] = self.demo_variant[rows]
+            self.group_id[ids] = self.demo_group[rows]
             self.active_body[ids] = self.set_bodies[self.group_id[ids]]
-            self.pyramid_side[ids] = task[:, -1]
+            self.pyramid_side[ids] = self.demo_side[rows]
         self.engine.reset_envs(env_ids, qpos, qvel)
 
     def compute_observations(self):
