@@ -26,7 +26,8 @@ if str(ROOT) not in sys.path:            # run from a checkout without installin
 
 import torch                             # noqa: E402
 
-import isaacgymenvs_hrl                  # noqa: E402
+import isaacgymenvs_hrl                  # noqa: E402,F401
+from isaacgymenvs_hrl.utils.config import to_dict   # noqa: E402
 from isaacgymenvs_hrl.hrl import load_llc, validate_llc_for_task   # noqa: E402
 from isaacgymenvs_hrl.skills.exploration import COLUMNS, explore_flat, explore_llc, explore_skills   # noqa: E402
 MIN_USAGE = 0.02          # a skill used on under 2% of the training steps counts as collapsed
@@ -35,8 +36,10 @@ MIN_USAGE = 0.02          # a skill used on under 2% of the training steps count
 def build_task(task: str, num_envs: int, steps: int, overrides: list[str], seed: int):
     from experts import compose          # the sibling benchmark's Hydra composition
 
+    from isaacgymenvs_hrl.skills.rollout_videos import build_task as build_llc_task
+
     cfg = compose(task, [f"task.env.episodeLength={steps + 1}", "task.env.terminateOnSuccess=False", *overrides])
-    return isaacgymenvs_hrl.make(seed, task, num_envs, "cpu", "cpu", cfg=cfg)
+    return build_llc_task(cfg.task_name, num_envs, to_dict(cfg.task), seed)
 
 
 def skill_usage(llc_path: str) -> list | None:

@@ -51,13 +51,13 @@ def make_cfg(**overrides) -> dict:
     return _merge(BASE_CFG, overrides)
 
 
-def make_task(cfg: dict | None = None, seed: int | None = 0, task_cls=None):
+def make_task(cfg: dict | None = None, seed: int | None = 0, task_cls=None, auto_reset: bool = True):
     """Build a task on CPU, seeding torch first so that two calls give identical tasks."""
     from isaacgymenvs_hrl.tasks import HumanoidLocomotion
     if seed is not None:
         torch.manual_seed(seed)
     cls = task_cls or HumanoidLocomotion
-    return cls(cfg if cfg is not None else make_cfg(), "cpu", "cpu", -1, True)
+    return cls(cfg if cfg is not None else make_cfg(), "cpu", "cpu", -1, True, auto_reset=auto_reset)
 
 
 def make_engine(backend: str, num_envs: int, dt: float = 0.02, substeps: int = 4,

@@ -18,7 +18,7 @@ from conftest import make_cfg, make_task
 from isaacgymenvs_hrl.errors import UserError
 from isaacgymenvs_hrl.hrl import (FORMAT_VERSION, LatentSkillEnv, LLCError, load_llc, save_llc,
                                   validate_llc_for_task, wrap_module)
-from isaacgymenvs_hrl.hrl.mixture_agent import mixture_kl_terms
+from isaacgymenvs_hrl.learning.mixture_agent import mixture_kl_terms
 from isaacgymenvs_hrl.hrl.networks import build
 from isaacgymenvs_hrl.tasks import HumanoidLocation
 
@@ -63,8 +63,9 @@ def write_llc(path, spec: dict | None = None, seed: int = 0, **kwargs):
 
 
 def location_task(num_envs: int = 8, seed: int = 0, **env):
+    """A HumanoidLocation whose resets belong to its owner (as LatentSkillEnv requires)."""
     cfg = make_cfg(name="HumanoidLocation", env={"numEnvs": num_envs, **env})
-    return make_task(cfg, seed=seed, task_cls=HumanoidLocation)
+    return make_task(cfg, seed=seed, task_cls=HumanoidLocation, auto_reset=False)
 
 
 def falling_state(task, n: int, height: float, vz: float):
@@ -92,13 +93,13 @@ def reference_macro_step(task, llc, hl, k, reward, gamma=0.99, mode="continuous"
     """One high-level step done by hand on a task with ``auto_reset=False``: decode, k LLC + task
     steps, per-env aggregation up to and including each env's first done step, one reset at the end.
     Written per env with Python loops, independently of LatentSkillEnv's batched bookkeeping."""
-    mid_obs = task.obs_slice(task.obs_buf, llc.mid_obs_names) if llc.mid_obs_names else None
+    mid_obs = task.obs_slice(task.obs_processed, llc.mid_obs_names) if llc.mid_obs_names else None
     with torch.no_grad():
         z, head, _ = llc.decode(mode, hl, mid_obs)
     rews, dones, touts = [], [], []
     for _ in range(k):
         with torch.no_grad():
-            a = llc(task.obs_slice(task.obs_buf, ["proprio"]), z, head)
+            a = llc(task.obs_slice(task.obs_processed, ["proprio"]), z, head)
         _, r, d, extras = task.step(a)
         rews.append(r.clone())
         dones.append(d.clone())
@@ -116,11 +117,7 @@ def reference_macro_step(task, llc, hl, k, reward, gamma=0.99, mode="continuous"
                 break
         out_r[e] = total / executed if reward == "mean" else total
         out_n[e] = executed
-    ids = out_d.nonzero().squeeze(-1)
-    if len(ids):
-        task.reset_idx(ids)
-        task.compute_observations()
-    return task._pack_obs()["obs"].clone(), out_r, out_d, out_t, out_n
+    return task.reset(out_d.nonzero().squeeze(-1))["obs"].clone(), out_r, out_d, out_t, out_n
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +152,6 @@ def paired_runs(llc, reward, hl_actions, num_envs=8, before_step=None, env_kwarg
                         wrapped_task.progress_buf.clone()))
 
     ref_task = location_task(num_envs, seed=0, **env_kwargs)
-    ref_task.auto_reset = False
     torch.manual_seed(1)
     ref_task.reset()
     torch.manual_seed(2)

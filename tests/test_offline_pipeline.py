@@ -100,7 +100,7 @@ def test_bc_llc_fits_the_data_and_drives_the_high_level_env(dataset, tmp_path):
     assert llc.spec["provenance"]["algorithm"] == "bc" and llc.spec["latent"]["dim"] == 3
     assert llc.spec["action"]["control_type"] == "joint_position"
     task = HumanoidLocation({"name": "HumanoidLocation", "env": {"numEnvs": 4, "episodeLength": 40},
-                             "sim": {"dt": 0.02, "substeps": 4}}, "cpu", "cpu", -1, True)
+                             "sim": {"dt": 0.02, "substeps": 4}}, "cpu", "cpu", -1, True, auto_reset=False)
     env = LatentSkillEnv(task, llc, mode="continuous", steps=5)
     obs = env.reset()["obs"]
     assert obs.shape == (4, 55)

@@ -30,9 +30,7 @@ def dataset(tmp_path_factory):
     torch.manual_seed(0)
     task = HumanoidLocomotion(cfg, "cpu", "cpu", -1, True)
     data = collect(task, None, num_episodes=3, progress=False)
-    meta = {"task": "HumanoidLocomotion", "obs_layout": [[k, s.stop - s.start] for k, s in task.obs_slices.items()],
-            "control_dt": task.dt, "control_type": task.control_type, "task_family": task.task_family,
-            "num_actions": task.num_actions, "task_config": cfg}
+    meta = {**task.spec.dataset_meta(), "task_config": cfg}
     task.close()
     path = write_dataset(tmp_path_factory.mktemp("videos") / "walk.hdf5", data, meta)
     data, meta = load_dataset(path)

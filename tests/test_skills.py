@@ -292,7 +292,7 @@ def test_helms_llc_drives_humanoid_location(tmp_path):
     llc = load_llc(out)
     assert llc.spec["obs"]["mid"] == [["proprio", 52], ["task", 3]]
     task = HumanoidLocation({"name": "HumanoidLocation", "env": {"numEnvs": 3, "episodeLength": 40},
-                             "sim": {"dt": 0.02, "substeps": 4}}, "cpu", "cpu", -1, True)
+                             "sim": {"dt": 0.02, "substeps": 4}}, "cpu", "cpu", -1, True, auto_reset=False)
     for mode, hl in (("discrete", torch.tensor([0, 1, 2])), ("mixture", torch.randn(3, 3 * 5))):
         env = LatentSkillEnv(task, llc, mode=mode, steps=3)
         env.reset()

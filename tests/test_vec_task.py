@@ -42,8 +42,11 @@ def test_step_returns_the_isaacgymenvs_contract():
     task = make_task(make_cfg(env={"numEnvs": N}))
     assert task.num_envs == N and task.num_actions == 21
     obs_dict = task.reset()
-    assert set(obs_dict) == {"obs"}
+    assert set(obs_dict) == {"obs", "states"}          # states: the asymmetric critic's input
     assert obs_dict["obs"].shape == (N, task.num_obs) and obs_dict["obs"].dtype == torch.float32
+    assert obs_dict["states"].shape == (N, task.num_states) == (N, task.spec.num_states)
+    raw = obs_dict["states"][:, task.state_slices["obs_raw"]]
+    torch.testing.assert_close(raw, task.obs_buf.clamp(-task.clip_obs, task.clip_obs))
 
     obs_dict, rew, reset, extras = task.step(task.zero_actions())
     obs = obs_dict["obs"]

@@ -8,6 +8,12 @@ Per macro step and env: the reward is aggregated over the executed control steps
 ``mean`` as ASE, or ``smdp``: sum of gamma_ll^i r_i, to be paired with a high-level discount of
 gamma_ll^k); an env that ends mid-macro-step stops accumulating, is reset once at the end, and its
 ``time_outs`` flag is kept for bootstrapping. All of it is batched over envs.
+
+This is the only code that runs an LLC: training, zero-shot exploration, skill videos and
+evaluation all step through it (``on_control_step`` sees every control step). The task must be
+built with ``auto_reset=False``: the wrapper owns its resets. The LLC and the high level both read
+the task's processed observation (``obs_processed``: noised once per control step, clipped), the
+view the datasets the LLC was trained on stored.
 """
 from __future__ import annotations
 
@@ -27,6 +33,9 @@ class LatentSkillEnv:
                  hl_obs: list | None = None, reward: str = "mean", llc_gamma: float = 0.99):
         if reward not in REWARD_AGGREGATIONS:
             raise UserError(f"task.env.llc.reward must be one of {REWARD_AGGREGATIONS}, got '{reward}'")
+        if task.auto_reset:
+            raise UserError(f"LatentSkillEnv resets its task once per high-level step: build "
+                            f"{type(task).__name__} with auto_reset=False")
         validate_llc_for_task(llc, task, mode, hl_obs)
         self.task, self.llc, self.mode = task, llc.to(task.device), mode
         # None or '' = the checkpoint's default; 0 is an error, not the default
@@ -50,30 +59,35 @@ class LatentSkillEnv:
         self.discounts = torch.tensor([self.llc_gamma ** i if reward == "smdp" else 1.0
                                        for i in range(self.steps)], device=self.device)
         self.extras, self.obs_dict = {}, {}
-        task.auto_reset = False
+        # what a mixture high level's trainer needs of the frozen LLC (rl-games reads it from env info)
+        self.hl_action_info = None
+        if mode == "mixture":
+            self.hl_action_info = {"num_skills": llc.num_skills, "latent_scale": llc.latent_scale,
+                                   "prior_mean": llc.prior_mean.clone(), "prior_std": llc.prior_std.clone()}
 
     # ---- VecTask surface ------------------------------------------------------------------------
     def get_number_of_agents(self):
         return 1
 
     def _hl_obs(self) -> dict:
-        obs = self.task._pack_obs()["obs"]
-        self.obs_dict["obs"] = self.task.obs_slice(obs, self.hl_obs_names)
+        self.obs_dict["obs"] = self.task.obs_slice(self.task.obs_dict["obs"], self.hl_obs_names)
         return self.obs_dict
 
-    def reset(self) -> dict:
-        self.task.reset()
+    def reset(self, env_ids=None) -> dict:
+        self.task.reset(env_ids)
         return self._hl_obs()
 
     def reset_done(self):
         return self._hl_obs(), torch.zeros(0, dtype=torch.long, device=self.device)
 
     @torch.no_grad()
-    def step(self, hl_actions):
+    def step(self, hl_actions, on_control_step=None):
+        """One high-level action for k control steps. ``on_control_step(i, actions, alive)``, when
+        given, runs after each control step (statistics, video frames)."""
         task, llc, n = self.task, self.llc, self.num_envs
         hl = torch.as_tensor(hl_actions, device=self.device)
         hl = hl.long().view(-1) if self.mode == "discrete" else hl.float()
-        mid_obs = task.obs_slice(task.obs_buf, llc.mid_obs_names) if llc.mid_obs_names else None
+        mid_obs = task.obs_slice(task.obs_processed, llc.mid_obs_names) if llc.mid_obs_names else None
         z, head, choice = llc.decode(self.mode, hl, mid_obs)
 
         reward = torch.zeros(n, device=self.device)
@@ -83,7 +97,7 @@ class LatentSkillEnv:
         executed = torch.zeros(n, device=self.device)
         saturation = torch.zeros(n, device=self.device)
         for i in range(self.steps):
-            actions = llc(task.obs_slice(task.obs_buf, llc.obs_names), z, head)
+            actions = llc(task.obs_slice(task.obs_processed, llc.obs_names), z, head)
             saturation += alive * (actions.abs() >= 0.99 * llc.action_scale).float().mean(-1)
             _, r, d, extras = task.step(actions)
             reward += torch.where(alive, r.to(self.device) * self.discounts[i], torch.zeros_like(r))
@@ -93,13 +107,12 @@ class LatentSkillEnv:
             time_outs |= newly_done & extras["time_outs"].to(self.device).bool()
             done |= newly_done
             alive &= ~d
+            if on_control_step is not None:
+                on_control_step(i, actions, alive)
         if self.reward_mode == "mean":
             reward = reward / executed.clamp_min(1.0)
 
-        done_ids = done.nonzero(as_tuple=False).squeeze(-1)
-        if len(done_ids) > 0:
-            task.reset_idx(done_ids)
-            task.compute_observations()
+        task.reset(done.nonzero(as_tuple=False).squeeze(-1))
         self.extras = {k: v for k, v in task.extras.items() if k != "time_outs"}
         self.extras["time_outs"] = time_outs.long().to(self.rl_device)
         self.extras["executed_substeps"] = executed.to(self.rl_device)                  # (N,)

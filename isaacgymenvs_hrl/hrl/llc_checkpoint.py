@@ -144,8 +144,10 @@ def _load_weights(module: nn.Module, state: dict, part: str) -> None:
 
 
 def load_llc(path: str | os.PathLike, device: str = "cpu") -> LowLevelController:
-    """Load, check and freeze an LLC (eval mode, no gradients, on ``device``)."""
-    path = Path(path)
+    """Load, check and freeze an LLC (eval mode, no gradients, on ``device``). ``path`` may be a
+    skill library name (``humanoid/walk_bc``): its shipped file is verified against the manifest."""
+    from .library import resolve
+    path = resolve(path, kind="llc")
     if not path.is_file():
         raise LLCError(f"LLC checkpoint not found: {path}")
     try:
@@ -198,36 +200,35 @@ def load_llc(path: str | os.PathLike, device: str = "cpu") -> LowLevelController
 
 
 def validate_llc_for_task(llc: LowLevelController, task, mode: str, hl_obs_names=None) -> None:
-    """Check an LLC against a task's observation layout, action space, control and rate."""
-    spec = llc.spec
-    family = getattr(task, "task_family", None)
-    if spec["task_family"] != family:
-        raise LLCError(f"task_family: task {type(task).__name__} expects an LLC for '{family}', "
+    """Check an LLC against a task's ``TaskSpec``: family, observation slices, action size, control
+    type and rate, and the high level's slices."""
+    spec, task_spec = llc.spec, task.spec
+    name, sizes = task_spec.name, task_spec.obs_sizes()
+    if spec["task_family"] != task_spec.task_family:
+        raise LLCError(f"task_family: task {name} expects an LLC for '{task_spec.task_family}', "
                        f"the checkpoint is for '{spec['task_family']}'")
     for part in ("policy", "mid"):
-        for name, size in spec["obs"].get(part, []):
-            if name not in task.obs_slices:
-                raise LLCError(f"obs.{part}: the LLC reads observation slice '{name}', which task "
-                               f"{type(task).__name__} does not have (it has {list(task.obs_slices)})")
-            sl = task.obs_slices[name]
-            if sl.stop - sl.start != int(size):
-                raise LLCError(f"obs.{part}.{name}: expected size {sl.stop - sl.start} (task "
-                               f"{type(task).__name__}), found {size} in the checkpoint")
-    if int(spec["action"]["dim"]) != task.num_actions:
-        raise LLCError(f"action.dim: expected {task.num_actions} (task {type(task).__name__}), "
+        for slice_name, size in spec["obs"].get(part, []):
+            if slice_name not in sizes:
+                raise LLCError(f"obs.{part}: the LLC reads observation slice '{slice_name}', which task "
+                               f"{name} does not have (it has {list(sizes)})")
+            if sizes[slice_name] != int(size):
+                raise LLCError(f"obs.{part}.{slice_name}: expected size {sizes[slice_name]} (task "
+                               f"{name}), found {size} in the checkpoint")
+    if int(spec["action"]["dim"]) != task_spec.action_dim:
+        raise LLCError(f"action.dim: expected {task_spec.action_dim} (task {name}), "
                        f"found {spec['action']['dim']}")
-    control = getattr(task, "control_type", None)
-    if spec["action"]["control_type"] != control:
-        raise LLCError(f"action.control_type: expected '{control}' (task {type(task).__name__}), "
+    if spec["action"]["control_type"] != task_spec.control_type:
+        raise LLCError(f"action.control_type: expected '{task_spec.control_type}' (task {name}), "
                        f"found '{spec['action']['control_type']}'")
     if mode not in spec["latent"]["modes"]:
         raise LLCError(f"mode: task.env.llc.mode={mode} but the checkpoint supports "
                        f"{spec['latent']['modes']}; pick one of those")
-    if not math.isclose(float(spec["control_dt"]), float(task.dt), rel_tol=1e-6):
-        raise LLCError(f"control_dt: expected {task.dt} s (task sim.dt * controlFrequencyInv), found "
-                       f"{spec['control_dt']} s; skills are rate-specific, so run the task at the "
+    if not math.isclose(float(spec["control_dt"]), float(task_spec.control_dt), rel_tol=1e-6):
+        raise LLCError(f"control_dt: expected {task_spec.control_dt} s (task sim.dt * controlFrequencyInv), "
+                       f"found {spec['control_dt']} s; skills are rate-specific, so run the task at the "
                        "LLC's rate")
-    for name in hl_obs_names or []:
-        if name not in task.obs_slices:
-            raise LLCError(f"task.env.llc.hl_obs: unknown observation slice '{name}'; task has "
-                           f"{list(task.obs_slices)}")
+    for slice_name in hl_obs_names or []:
+        if slice_name not in sizes:
+            raise LLCError(f"task.env.llc.hl_obs: unknown observation slice '{slice_name}'; task has "
+                           f"{list(sizes)}")

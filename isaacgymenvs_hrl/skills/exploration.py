@@ -16,17 +16,9 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import UserError
+from ..hrl.latent_skill_env import LatentSkillEnv
 from ..hrl.llc import LowLevelController
-
-
-def state_features(task) -> dict[str, torch.Tensor]:
-    """Named state features (N, D) whose variance over an episode is the coverage."""
-    feats = {"joints": task.arm_q(), "grasp": task.finger_opening()[:, None]}
-    if hasattr(task, "object_qpos"):
-        feats["objects"] = task.object_qpos()[:, :, 0:3].flatten(1)
-    elif hasattr(task, "peg_pose"):
-        feats["objects"] = task.peg_pose()[:, 0:3]
-    return feats
 
 
 def random_hl_action(llc: LowLevelController, mode: str, n: int, gen: torch.Generator, skill=None) -> torch.Tensor:
@@ -39,55 +31,63 @@ def random_hl_action(llc: LowLevelController, mode: str, n: int, gen: torch.Gene
     return torch.rand(n, dim, generator=gen) * 2 - 1
 
 
+class _Recorder:
+    """Per control step: both shaped rewards (whatever the task's own) and the state features."""
+
+    def __init__(self, task):
+        if not hasattr(type(task), "exploration_features") or not hasattr(type(task), "reward_for"):
+            raise UserError(f"zero-shot exploration needs a task with shaped reward types and state "
+                            f"features (FrankaStack, FrankaPegInHole); {type(task).__name__} has none")
+        self.task, self.feats, self.dense, self.staged = task, {}, [], []
+
+    def __call__(self, *_):
+        task = self.task
+        self.dense.append(task.reward_for("dense"))
+        self.staged.append(task.reward_for("staged"))
+        for k, v in task.exploration_features().items():
+            self.feats.setdefault(k, []).append(v)
+
+    def stats(self, steps: int) -> dict:
+        out = {"dense_reward": float(torch.stack(self.dense[:steps]).mean()),
+               "staged_reward": float(torch.stack(self.staged[:steps]).mean())}
+        ends = {}
+        for k, seq in self.feats.items():
+            x = torch.stack(seq[:steps])                             # (T, N, D)
+            out[f"coverage_{k}"] = float(x.var(0).mean())
+            ends[k] = x[-1]                                          # (N, D)
+        return out | {"_end": torch.cat([ends[k] for k in sorted(ends)], -1)}
+
+
 @torch.no_grad()
-def rollout_stats(task, act, steps: int) -> dict:
-    """Run ``act(t) -> actions (N, A)`` for ``steps`` control steps from a reset, without early
-    termination; returns mean rewards per step and coverage (mean per-dimension variance)."""
-    task.reset_idx(torch.arange(task.num_envs, device=task.device))
-    task.compute_observations()
-    feats, dense, staged = {}, [], []
-    for t in range(steps):
-        task.step(act(t))
-        dense.append(task.reward_for("dense"))        # both shaped rewards, whatever the task's own
-        staged.append(task.reward_for("staged"))
-        for k, v in state_features(task).items():
-            feats.setdefault(k, []).append(v)
-    stats = {"dense_reward": float(torch.stack(dense).mean()), "staged_reward": float(torch.stack(staged).mean())}
-    ends = {}
-    for k, seq in feats.items():
-        x = torch.stack(seq)                                     # (T, N, D)
-        stats[f"coverage_{k}"] = float(x.var(0).mean())
-        ends[k] = x[-1]                                          # (N, D)
-    return stats | {"_end": torch.cat([ends[k] for k in sorted(ends)], -1)}
-
-
 def explore_flat(task, policy, steps: int) -> dict:
-    """Random flat actions (policy None) or a flat policy obs -> actions."""
+    """Random flat actions (policy None) or a flat policy obs -> actions, for ``steps`` control
+    steps from a reset; returns mean rewards per step and coverage (mean per-dimension variance)."""
     gen = torch.Generator().manual_seed(0)
-
-    def act(t):
-        if policy is None:
-            return torch.rand(task.num_envs, task.num_actions, generator=gen) * 2 - 1
-        return policy(task.obs_buf)
-    stats = rollout_stats(task, act, steps)
+    record = _Recorder(task)
+    obs = task.reset()["obs"]
+    for _ in range(steps):
+        actions = torch.rand(task.num_envs, task.num_actions, generator=gen) * 2 - 1 if policy is None \
+            else policy(obs)
+        obs = task.step(actions)[0]["obs"]
+        record()
+        obs = task.reset_done()[0]["obs"]
+    stats = record.stats(steps)
     stats.pop("_end")
     return stats
 
 
+@torch.no_grad()
 def explore_llc(task, llc: LowLevelController, mode: str, steps: int, k: int | None = None,
                 seed: int = 0, skill=None) -> dict:
-    """A random high level over ``llc``: a new uniform high-level action every k control steps."""
-    k = int(k or llc.spec["default_steps"])
+    """A random high level over ``llc`` (through LatentSkillEnv): a new uniform high-level action
+    every k control steps, for ``steps`` control steps from a reset."""
+    env = LatentSkillEnv(task, llc, mode=mode, steps=k, reward="sum")
     gen = torch.Generator().manual_seed(seed)
-    state = {}
-
-    def act(t):
-        if t % k == 0:
-            hl = random_hl_action(llc, mode, task.num_envs, gen, skill)
-            mid = task.obs_slice(task.obs_buf, llc.mid_obs_names) if llc.mid_obs_names else None
-            state["z"], state["head"], _ = llc.decode(mode, hl, mid)
-        return llc(task.obs_slice(task.obs_buf, llc.obs_names), state["z"], state["head"])
-    return rollout_stats(task, act, steps)
+    record = _Recorder(task)
+    env.reset()
+    for _ in range(-(-int(steps) // env.steps)):
+        env.step(random_hl_action(llc, mode, task.num_envs, gen, skill), on_control_step=record)
+    return record.stats(steps)
 
 
 def explore_skills(task, llc: LowLevelController, steps: int, seed: int = 0) -> dict:

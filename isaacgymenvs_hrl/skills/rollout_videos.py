@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..hrl.latent_skill_env import LatentSkillEnv
 from ..hrl.llc import LowLevelController
-from ..hrl.llc_checkpoint import load_llc, validate_llc_for_task
+from ..hrl.llc_checkpoint import load_llc
 
 
 # ---- what to hold fixed ---------------------------------------------------------------------------
@@ -159,41 +160,35 @@ class _FastRenderer:
 
 
 def build_task(task_name: str, num_envs: int, task_config: dict | None = None, seed: int = 0):
-    """The task on CPU with ``num_envs`` envs: from the dataset's stored task config when there is
-    one (the exact settings the data was collected with), else from the project's config files."""
-    import isaacgymenvs_hrl
+    """The task on CPU with ``num_envs`` envs and ``auto_reset=False`` (an LLC runs in it through
+    LatentSkillEnv): from the dataset's stored task config when there is one (the exact settings
+    the data was collected with), else from the project's config files."""
     from ..tasks import isaacgym_task_map
+    from ..utils.task_config import load_task_config
     if task_name not in isaacgym_task_map:
-        raise UserError(f"rollout videos: unknown task '{task_name}'; available: "
+        raise UserError(f"unknown task '{task_name}'; available: "
                         f"{', '.join(sorted(isaacgym_task_map))} (set report.task)")
-    if task_config:
-        cfg = copy.deepcopy(task_config)
-        cfg.setdefault("env", {})["numEnvs"] = int(num_envs)
-        torch.manual_seed(seed)
-        return isaacgym_task_map[task_name](cfg=cfg, rl_device="cpu", sim_device="cpu", graphics_device_id=-1,
-                                            headless=True)
-    return isaacgymenvs_hrl.make(seed, task_name, int(num_envs), "cpu", "cpu")
+    cfg = copy.deepcopy(task_config) if task_config else load_task_config(task_name)
+    cfg.setdefault("env", {})["numEnvs"] = int(num_envs)
+    torch.manual_seed(seed)
+    return isaacgym_task_map[task_name](cfg=cfg, rl_device="cpu", sim_device="cpu", graphics_device_id=-1,
+                                        headless=True, auto_reset=False)
 
 
 @torch.no_grad()
 def rollout_frames(task, llc: LowLevelController, mode: str, hl: torch.Tensor, steps: int,
                    render) -> list[np.ndarray]:
-    """Reset, then hold ``hl`` for ``steps`` control steps (re-decoded every k = default_steps steps,
-    as LatentSkillEnv does); ``render(env_id)`` of every env each step, side by side."""
-    n, k = task.num_envs, int(llc.spec["default_steps"])
+    """Reset, then hold ``hl`` for ``steps`` control steps through LatentSkillEnv (re-decoded every
+    k = default_steps steps); ``render(env_id)`` of every env each step, side by side."""
+    env = LatentSkillEnv(task, llc, mode=mode, reward="sum")
+    n = task.num_envs
     hl = hl.to(task.device).expand(n, *hl.shape)
-    hl = hl.long().view(-1) if mode == "discrete" else hl.float()
-    task.reset()
+    env.reset()
     frames = [np.concatenate([render(e) for e in range(n)], 1)]
-    z = head = None
-    for t in range(int(steps)):
-        if t % k == 0:
-            mid = task.obs_slice(task.obs_buf, llc.mid_obs_names) if llc.mid_obs_names else None
-            z, head, _ = llc.decode(mode, hl, mid)
-        actions = llc(task.obs_slice(task.obs_buf, llc.obs_names), z, head)
-        task.step(actions)
-        frames.append(np.concatenate([render(e) for e in range(n)], 1))
-    return frames
+    grab = lambda *_: frames.append(np.concatenate([render(e) for e in range(n)], 1))
+    for _ in range(-(-int(steps) // env.steps)):
+        env.step(hl, on_control_step=grab)
+    return frames[:int(steps) + 1]
 
 
 def write_mp4(path: Path, frames: list, fps: int) -> Path:
@@ -225,7 +220,6 @@ def record_skill_videos(llc, task_name: str, folder, *, task_config: dict | None
     task = build_task(task_name, num_envs, task_config, seed)
     render = None
     try:
-        validate_llc_for_task(llc, task, conditions[0]["mode"])
         llc = llc.to(task.device)
         render = _FastRenderer(task, int(width), int(height))
         fps = fps or max(1, int(round(1.0 / task.dt)))

@@ -100,10 +100,17 @@ class FrankaBase(VecTask):
     group_names: tuple = ()       # second axis of the success statistics (object set / peg shape)
 
     def __init__(self, cfg, rl_device, sim_device, graphics_device_id, headless,
-                 virtual_screen_capture=False, force_render=False):
+                 virtual_screen_capture=False, force_render=False, auto_reset=True):
         env = cfg["env"]
         self.control_mode = env.get("controlType", "ee_delta")
         self.control_type = self.control_mode
+        self.action_semantics = {
+            "ee_delta": "TCP position step (x, y, z) * posActionScale m, yaw step * yawActionScale rad, gripper "
+                        "(-1 closed .. 1 open), each in [-1, 1]",
+            "ee_delta_pos": "TCP position step (x, y, z) * posActionScale m, gripper (-1 closed .. 1 open), "
+                            "each in [-1, 1]",
+            "joint_delta": "7 arm joint-target steps * jointActionScale rad, gripper (-1 closed .. 1 open), "
+                           "each in [-1, 1]"}.get(self.control_mode, "")
         self.pos_scale = float(env.get("posActionScale", 0.03))
         self.yaw_scale = float(env.get("yawActionScale", 0.25))
         self.joint_scale = float(env.get("jointActionScale", 0.1))
@@ -124,7 +131,7 @@ class FrankaBase(VecTask):
         self.payout_per_step_left = sum(list(self.reward_scales.values())[:-1]) if pay else 0.0
         self.success_hold_steps = int(env.get("successHoldSteps", 2))
         super().__init__(cfg, rl_device, sim_device, graphics_device_id, headless,
-                         virtual_screen_capture, force_render)
+                         virtual_screen_capture, force_render, auto_reset)
         n, dev = self.num_envs, self.device
         self.actions = torch.zeros(n, self.num_actions, device=dev)
         self.success_streak = torch.zeros(n, dtype=torch.long, device=dev)
@@ -180,6 +187,11 @@ class FrankaBase(VecTask):
         qd = self.engine.qvel[:, self.arm_dadr] * self.dof_vel_scale
         return torch.cat([self.arm_q(), qd, self.finger_opening()[:, None], pos,
                           quat_from_rotation(rot)], dim=-1)
+
+    def exploration_features(self) -> dict:
+        """Named state features (N, D) whose variance over an episode is zero-shot exploration's
+        coverage: arm joints and finger opening; subclasses add their objects."""
+        return {"joints": self.arm_q(), "grasp": self.finger_opening()[:, None]}
 
     def home_arm(self, n: int) -> torch.Tensor:
         """Home joint positions with uniform noise, (n, 7)."""
@@ -247,7 +259,7 @@ class FrankaBase(VecTask):
         """Episode bookkeeping for ``env_ids`` whose arm restarts at joint positions arm_q (n, 7):
         logs the ending episodes (reward terms, success), so call it before drawing the new ones."""
         if hasattr(self, "episode_sums"):        # not yet during VecTask's first reset
-            self.log_episode_terms(env_ids, self.episode_sums, tuple(self.reward_scales))
+            self.log_episode_terms(env_ids, self.episode_sums, self.reward_terms)
         self.log_episodes(env_ids)
         self.action_map.reset(env_ids, arm_q)
         ctrl = self.engine.ctrl                      # servos start on the reset pose, no jump

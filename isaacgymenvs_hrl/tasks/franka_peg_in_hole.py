@@ -158,9 +158,17 @@ class FrankaPegInHole(FrankaBase):
     variant_names = VARIANTS
     group_names = SHAPE_NAMES
     reward_defaults = dict(zip(REWARD_TERMS, (0.1, 0.2, 0.2, 0.3, 0.5, 5.0)))
+    reward_terms = REWARD_TERMS
+    obs_units = {"proprio": "arm joints (rad), arm joint velocities (rad/s * dofVelocityScale), finger "
+                            "opening (m per finger), TCP position (m), TCP quaternion (wxyz)",
+                 "peg": "position (m), quaternion (wxyz), tip position (m), tip -> hole top (m), TCP -> "
+                        "grasp point (m), yaw error (rad), radius (m), length (m)",
+                 "hole": "top centre (m), quaternion (wxyz), inner apothem (m), insertDepth (m)",
+                 "ft": "tared wrist force (N * ftScale[0]) and torque (Nm * ftScale[1]), world frame",
+                 "task": "shape one-hot (11), start one-hot (2: hand, table)"}
 
     def __init__(self, cfg, rl_device, sim_device, graphics_device_id, headless,
-                 virtual_screen_capture=False, force_render=False):
+                 virtual_screen_capture=False, force_render=False, auto_reset=True):
         env = cfg["env"]
         self.shapes = parse_shapes(env)
         self.start_choice = parse_choice(env, "pegStart", VARIANTS, "hand")
@@ -188,7 +196,7 @@ class FrankaPegInHole(FrankaBase):
         self.hole_apothem = self.peg_radius + self.clearance
         self.hole_top_local = 2 * PLATE_HALF_HEIGHT + self.hole_depth      # mouth above the fixture origin
         super().__init__(cfg, rl_device, sim_device, graphics_device_id, headless,
-                         virtual_screen_capture, force_render)
+                         virtual_screen_capture, force_render, auto_reset)
         m, dev, n = self.engine.model, self.device, self.num_envs
         ns = len(self.shapes)
         jq = lambda name: m.jnt_qposadr[m.joint(name).id]
@@ -339,7 +347,9 @@ class FrankaPegInHole(FrankaBase):
         return torch.where(self.progress_buf[:, None] > 0, w, torch.zeros_like(w))
 
     # ---- step hooks ---------------------------------------------------------------------
-    def post_physics_step(self):
+    def success_and_reward(self, reward_type: str):
+        """(success (N,), reward (N,), weighted terms (N, 6) in REWARD_TERMS order) of the current
+        state under ``reward_type``."""
         peg, hole = self.peg_pose(), self.hole_pose()
         tip, grasp, _ = self.peg_points(peg)
         top = self.hole_top(hole)
@@ -348,7 +358,18 @@ class FrankaPegInHole(FrankaBase):
         rew, terms = peg_in_hole_reward(ee_pos, grasp, self.finger_opening(), self.grasp_half_width(), tip, top,
                                         self.hole_apothem, self.insert_depth, self.lift_height, success,
                                         self.variant_id == VARIANTS.index("table"), self.reward_scale_vec,
-                                        self.reward_type)
+                                        reward_type)
+        return success, rew, terms
+
+    def reward_for(self, reward_type: str) -> torch.Tensor:
+        """Reward of the current state under any reward type (zero-shot exploration statistics)."""
+        return self.success_and_reward(reward_type)[1]
+
+    def exploration_features(self) -> dict:
+        return super().exploration_features() | {"objects": self.peg_pose()[:, 0:3]}
+
+    def post_physics_step(self):
+        success, rew, terms = self.success_and_reward(self.reward_type)
         self.record_step(success, rew, terms)
 
     def reset_idx(self, env_ids):

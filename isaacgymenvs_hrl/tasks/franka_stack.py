@@ -86,9 +86,15 @@ class FrankaStack(FrankaBase):
     variant_names = VARIANTS
     group_names = SET_NAMES
     reward_defaults = dict(zip(REWARD_TERMS, (0.1, 0.2, 0.3, 0.5, 2.0, 20.0)))
+    reward_terms = REWARD_TERMS
+    obs_units = {"proprio": "arm joints (rad), arm joint velocities (rad/s * dofVelocityScale), finger "
+                            "opening (m per finger), TCP position (m), TCP quaternion (wxyz)",
+                 "objects": "per colour r, g, b: position (m), quaternion (wxyz), half height (m), half "
+                            "width (m); TCP -> object vectors (m); red->green, red->blue, green->blue (m)",
+                 "task": "variant one-hot (7), object-set one-hot (5), pyramid side (+-1)"}
 
     def __init__(self, cfg, rl_device, sim_device, graphics_device_id, headless,
-                 virtual_screen_capture=False, force_render=False):
+                 virtual_screen_capture=False, force_render=False, auto_reset=True):
         env = cfg["env"]
         self.set_choice = parse_choice(env, "objectSets", SET_NAMES, "cubes")
         self.variant_choice = parse_choice(env, "variants", VARIANTS, "red_on_blue")
@@ -108,7 +114,7 @@ class FrankaStack(FrankaBase):
         self.demo_states = None       # loaded after the scene exists (its state widths are checked)
         self.demo_variant = self.demo_group = self.demo_side = None   # per dataset row, from its task slice
         super().__init__(cfg, rl_device, sim_device, graphics_device_id, headless,
-                         virtual_screen_capture, force_render)
+                         virtual_screen_capture, force_render, auto_reset)
         m, dev, n = self.engine.model, self.device, self.num_envs
         nb = len(self.object_bodies)
         self.body_qadr = torch.tensor([m.jnt_qposadr[m.joint(f"{c}_{s}_joint").id] for c, s in self.object_bodies],
@@ -192,7 +198,8 @@ class FrankaStack(FrankaBase):
 
     # ---- step hooks ---------------------------------------------------------------------
     def success_and_reward(self, reward_type: str):
-        """(success (N,), reward (N,), weighted terms (N, 5)) of the current state under ``reward_type``."""
+        """(success (N,), reward (N,), weighted terms (N, 6) in REWARD_TERMS order) of the current
+        state under ``reward_type``."""
         pose = self.object_qpos()
         hh, hw, _ = self.object_dims()
         ee_pos, _ = self.ee_pose()
@@ -209,6 +216,9 @@ class FrankaStack(FrankaBase):
     def reward_for(self, reward_type: str) -> torch.Tensor:
         """Reward of the current state under any reward type (zero-shot exploration statistics)."""
         return self.success_and_reward(reward_type)[1]
+
+    def exploration_features(self) -> dict:
+        return super().exploration_features() | {"objects": self.object_qpos()[:, :, 0:3].flatten(1)}
 
     def post_physics_step(self):
         self.record_step(*self.success_and_reward(self.reward_type))

@@ -2,7 +2,7 @@
 
 Reads the reward keys of IsaacGymEnvs' ``task/Humanoid.yaml`` (headingWeight, upWeight,
 actionsCost, energyCost, jointsAtLimitCost, deathCost, terminationHeight), so that file loads
-unchanged; the observation layout is HumanoidLocomotion's with a fixed forward command.
+unchanged. The observation layout is HumanoidLocomotion's; its command slice is always zero.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ..utils.torch_jit_utils import quat_rotate, world_to_heading, yaw_from_quat
 
 class Humanoid(HumanoidLocomotion):
     default_control = "torque"   # IsaacGymEnvs' Humanoid drives motors; controlType=pd also works
+    reward_terms = ("progress", "alive", "heading", "up", "actions", "energy", "joints_at_limit", "death")
     def __init__(self, cfg, *args, **kwargs):
         env = cfg["env"]
         self.heading_weight = float(env.get("headingWeight", 0.5))
@@ -30,11 +31,12 @@ class Humanoid(HumanoidLocomotion):
     def post_physics_step(self):
         qpos, qvel = self.engine.qpos, self.engine.qvel
         dof_frac = 2 * (qpos[:, 7:] - self.dof_low) / (self.dof_high - self.dof_low) - 1
-        self.rew_buf[:], fallen = compute_forward_reward(
+        self.rew_buf[:], terms, fallen = compute_forward_reward(
             qpos, qvel, self.actions, dof_frac, self.termination_height, self.heading_weight,
             self.up_weight, self.actions_cost, self.energy_cost, self.joints_at_limit_cost,
             self.death_cost)
         self.reset_buf[:] = fallen.long()
+        self.episode_sums += terms
 
 
 @torch.jit.script
@@ -42,7 +44,8 @@ def compute_forward_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: torc
                            dof_frac: torch.Tensor, termination_height: float, heading_weight: float,
                            up_weight: float, actions_cost: float, energy_cost: float,
                            joints_at_limit_cost: float, death_cost: float):
-    """Progress along world x, alive bonus 2, heading/up bonuses, effort costs; death replaces it."""
+    """Reward, weighted terms (N, 8) in Humanoid.reward_terms order, fall mask. Progress along world
+    x, alive bonus 2, heading/up bonuses, effort costs; on falling the death cost replaces them all."""
     quat = qpos[:, 3:7]
     forward_w = quat_rotate(quat, torch.zeros_like(qpos[:, 0:3]) + torch.tensor([1.0, 0.0, 0.0], device=qpos.device))
     up_w = quat_rotate(quat, torch.zeros_like(qpos[:, 0:3]) + torch.tensor([0.0, 0.0, 1.0], device=qpos.device))
@@ -50,10 +53,18 @@ def compute_forward_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: torc
     up = torch.where(up_w[:, 2] > 0.93, torch.ones_like(qpos[:, 0]), torch.zeros_like(qpos[:, 0]))
     progress = qvel[:, 0]
     at_limit = torch.sum((torch.abs(dof_frac) > 0.98).float() * (torch.abs(dof_frac) - 0.98) / 0.02, dim=-1)
-    reward = (progress + 2.0 + heading_weight * heading + up_weight * up
-              - actions_cost * torch.sum(actions ** 2, dim=-1)
-              - energy_cost * 0.05 * torch.sum(torch.abs(actions * qvel[:, 6:]), dim=-1)
-              - joints_at_limit_cost * at_limit)
     fallen = qpos[:, 2] < termination_height
-    reward = torch.where(fallen, torch.ones_like(reward) * death_cost, reward)
-    return reward, fallen
+    terms = torch.stack([
+        progress,
+        torch.full_like(progress, 2.0),
+        heading_weight * heading,
+        up_weight * up,
+        -actions_cost * torch.sum(actions ** 2, dim=-1),
+        -energy_cost * 0.05 * torch.sum(torch.abs(actions * qvel[:, 6:]), dim=-1),
+        -joints_at_limit_cost * at_limit,
+        torch.zeros_like(progress),
+    ], dim=-1)
+    death = torch.zeros_like(terms)
+    death[:, 7] = death_cost
+    terms = torch.where(fallen[:, None], death, terms)
+    return terms.sum(-1), terms, fallen

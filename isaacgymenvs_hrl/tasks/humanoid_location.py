@@ -14,6 +14,10 @@ from .humanoid_locomotion import HumanoidLocomotion, compute_locomotion_observat
 
 
 class HumanoidLocation(HumanoidLocomotion):
+    reward_terms = ("progress", "near", "alive", "reach", "death")
+    obs_units = {**HumanoidLocomotion.obs_units,
+                 "task": "target offset x, y (m, heading frame, clipped to 5 m) and its distance (m)"}
+
     def __init__(self, cfg, *args, **kwargs):
         env = cfg["env"]
         self.target_distance = tuple(env.get("targetDistance", [2.0, 5.0]))
@@ -46,10 +50,11 @@ class HumanoidLocation(HumanoidLocomotion):
 
     def post_physics_step(self):
         qpos = self.engine.qpos
-        self.rew_buf[:], dist, fallen = compute_location_reward(
+        self.rew_buf[:], terms, dist, fallen = compute_location_reward(
             qpos, self.targets, self.prev_dist, self.dt, self.termination_height, self.success_radius,
             self.loc_scales[0], self.loc_scales[1], self.loc_scales[2], self.loc_scales[3], self.loc_scales[4])
         self.reset_buf[:] = fallen.long()
+        self.episode_sums += terms
         self.prev_dist[:] = dist
         hit = (dist < self.success_radius) & ~fallen
         self.reached += hit.float()
@@ -71,10 +76,13 @@ class HumanoidLocation(HumanoidLocomotion):
 def compute_location_reward(qpos: torch.Tensor, targets: torch.Tensor, prev_dist: torch.Tensor, dt: float,
                             termination_height: float, success_radius: float, w_progress: float,
                             w_near: float, w_alive: float, w_reach: float, death_cost: float):
+    """Reward, weighted terms (N, 5) in HumanoidLocation.reward_terms order, distance, fall mask."""
     dist = torch.norm(targets - qpos[:, 0:2], dim=-1)
     speed_to_target = torch.clamp((prev_dist - dist) / dt, -1.0, 1.5)
     fallen = qpos[:, 2] < termination_height
-    reward = (w_progress * speed_to_target + w_near * torch.exp(-dist) + w_alive
-              + w_reach * (dist < success_radius).float())
-    reward = torch.where(fallen, torch.full_like(reward, death_cost), reward)
-    return reward, dist, fallen
+    terms = torch.stack([w_progress * speed_to_target, w_near * torch.exp(-dist), torch.full_like(dist, w_alive),
+                         w_reach * (dist < success_radius).float(), torch.zeros_like(dist)], dim=-1)
+    death = torch.zeros_like(terms)
+    death[:, 4] = death_cost
+    terms = torch.where(fallen[:, None], death, terms)
+    return terms.sum(-1), terms, dist, fallen

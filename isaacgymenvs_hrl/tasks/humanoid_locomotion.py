@@ -38,15 +38,23 @@ class HumanoidLocomotion(VecTask):
 
     task_family = "humanoid"     # which LLCs fit: checked against LLC checkpoints
     default_control = "pd"
+    reward_terms = REWARD_TERMS
+    obs_units = {"proprio": "torso height (m), gravity in the torso frame (unit), torso linear velocity "
+                            "in the heading frame (m/s), torso angular velocity (rad/s * angularVelocityScale), "
+                            "joint positions (rad), joint velocities (rad/s * dofVelocityScale)",
+                 "task": "command: vx, vy (m/s, heading frame), yaw rate (rad/s)"}
 
     def __init__(self, cfg, rl_device, sim_device, graphics_device_id, headless,
-                 virtual_screen_capture=False, force_render=False):
+                 virtual_screen_capture=False, force_render=False, auto_reset=True):
         env = cfg["env"]
         self.asset_file = env.get("asset", {}).get("assetFileName", "mjcf/humanoid.xml")
         self.control_mode = env.get("controlType", self.default_control)
         if self.control_mode not in ("pd", "torque"):
             raise TaskConfigError(f"task.env.controlType must be 'pd' or 'torque', got {self.control_mode!r}")
         self.control_type = "joint_position" if self.control_mode == "pd" else "torque"
+        self.action_semantics = ("21 joint-target offsets from the standing pose, action * actionScale rad, "
+                                 "in [-1, 1]" if self.control_mode == "pd" else
+                                 "21 motor torques as a fraction of each motor's gear, in [-1, 1]")
         self.action_scale = float(env.get("actionScale", 0.5))
         self.pd_stiffness = {**DEFAULT_PD_STIFFNESS, **env.get("pdStiffness", {})}
         self.pd_damping_ratio = float(env.get("pdDampingRatio", 0.1))
@@ -67,7 +75,7 @@ class HumanoidLocomotion(VecTask):
             lin_vel=1.0, progress=0.5, yaw_rate=0.5, alive=0.25, upright=0.1, effort=-0.005, energy=-0.02,
             death=float(env.get("deathCost", -2.0))).items()}
         super().__init__(cfg, rl_device, sim_device, graphics_device_id, headless,
-                         virtual_screen_capture, force_render)
+                         virtual_screen_capture, force_render, auto_reset)
 
         m, dev, n = self.engine.model, self.device, self.num_envs
         self.num_dof = m.nq - 7
@@ -86,7 +94,7 @@ class HumanoidLocomotion(VecTask):
         self.resample_steps = max(1, int(round(self.resample_time / self.dt)))
         self.actions = torch.zeros(n, self.num_actions, device=dev)
         self.reward_scale_vec = torch.tensor([self.reward_scales[k] for k in REWARD_TERMS], device=dev)
-        self.episode_sums = torch.zeros(n, len(REWARD_TERMS), device=dev)    # (N, terms)
+        self.episode_sums = torch.zeros(n, len(self.reward_terms), device=dev)    # (N, terms)
         self.extras["episode"] = {}
 
     def configure_model(self, model):
@@ -177,7 +185,7 @@ class HumanoidLocomotion(VecTask):
         """Per-step mean of each reward term over the episodes that just ended."""
         if not hasattr(self, "episode_sums"):
             return
-        length = self.log_episode_terms(env_ids, self.episode_sums, REWARD_TERMS)
+        length = self.log_episode_terms(env_ids, self.episode_sums, self.reward_terms)
         self.extras["episode"]["episode_length"] = length.mean()
 
     def _sample_commands(self, env_ids):

@@ -136,10 +136,15 @@ class Randomizer:
         return _apply(obs, self.obs_p, sample(self.obs_p, obs.shape, obs.device, self._scale(self.obs_p)))
 
     def on_step(self) -> None:
-        """After resets: re-randomize envs that just reset and waited ``frequency`` steps."""
+        """Once per control step: advances the schedules."""
         self.step_count += 1
+
+    def on_reset(self, env_ids: torch.Tensor) -> None:
+        """Before ``env_ids`` start new episodes: re-randomize those that waited ``frequency`` steps.
+        Called from the task's reset path only, so an env that ended mid macro step is re-drawn when
+        its owner resets it, not before."""
         task = self.task
-        due = (task.reset_buf.bool() & (task.randomize_buf >= self.frequency)).nonzero().squeeze(-1)
+        due = env_ids[task.randomize_buf[env_ids] >= self.frequency]
         if len(due):
             self.randomize_actors(due, setup=False)
             task.randomize_buf[due] = 0

@@ -5,15 +5,21 @@ The base class owns the order of a step, so every task steps the same way:
     actions -> NaN guard -> action noise -> clip -> pre_physics_step (task writes engine.ctrl)
     -> controlFrequencyInv x engine.step(substeps) -> progress += 1
     -> post_physics_step (task: rew_buf, reset_buf = terminations, extras terms)
-    -> time limits, NaN/unstable envs -> reset_idx(done envs) -> compute_observations
+    -> time limits, NaN/unstable envs -> reset(done envs) -> compute_observations, compute_states
     -> observation noise -> clip -> (obs_dict, rew, reset, extras)
 
-Done envs are reset inside the same ``step``, so the returned observation of a done env is the
-first observation of its next episode (IsaacGymEnvs' auto-reset). ``extras["time_outs"]`` marks envs
-cut by the episode length, not by failure, for value bootstrapping.
+Done envs are reset inside the same ``step`` (``auto_reset=True``, the default), so the returned
+observation of a done env is the first observation of its next episode (IsaacGymEnvs' auto-reset).
+With ``auto_reset=False`` (``LatentSkillEnv``'s tasks) done envs keep stepping until the owner calls
+``reset(env_ids)``. ``extras["time_outs"]`` marks envs cut by the episode length, not by failure,
+for value bootstrapping.
 
-Tasks declare a named observation layout (``obs_layout``) so that a low-level controller or a
-high-level policy can take a subset of the observation by name (``obs_slices``).
+Two views of the observation, one rule:
+  ``obs_buf``        raw: what the task computed (rewards, experts and diagnostics read it)
+  ``obs_processed``  noised once per control step and clipped: what every policy sees, the high
+                     level, the LLC and the datasets alike (``obs_dict["obs"]`` is it on rl_device)
+Each task declares its ``TaskSpec`` (``spec``): named observation slices (``obs_slices``), action
+size and meaning, control type and rate, reward terms and the privileged ``states`` layout.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ from gymnasium import spaces
 
 from ...errors import UserError
 from ...sim import Engine, SimError, SimParams, create_engine
+from .spec import TaskSpec
 
 
 class TaskConfigError(UserError, ValueError):
@@ -59,6 +66,13 @@ class VecTask(abc.ABC):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
     default_ctrl_ramp_chunks = 1     # env.ctrlRampChunks: see _simulate
 
+    # ---- the task's declaration (TaskSpec) ------------------------------------------------
+    task_family: str = ""            # robot family: LLCs of another family are refused
+    control_type: str = ""           # set per instance when it depends on the config
+    action_semantics: str = ""
+    obs_units: dict = {}
+    reward_terms: tuple = ()         # every rew_<term> the task logs per episode
+
     # ---- hooks for tasks ----------------------------------------------------------------
     @abc.abstractmethod
     def mjcf_path(self) -> str:
@@ -67,6 +81,15 @@ class VecTask(abc.ABC):
     @abc.abstractmethod
     def obs_layout(self) -> "OrderedDict[str, int]":
         """Named observation slices in order, e.g. {"proprio": 52, "task": 3}."""
+
+    def state_layout(self) -> "OrderedDict[str, int]":
+        """Privileged critic input (``states``) for asymmetric actor-critic: by default the raw,
+        unnoised observation and every generalized velocity (objects' included)."""
+        return OrderedDict(obs_raw=self.num_obs, qvel=self.engine.model.nv)
+
+    def compute_states(self) -> None:
+        """Fill ``states_buf`` (N, num_states) in the order of ``state_layout``."""
+        self.states_buf[:] = torch.cat([self.obs_buf, self.engine.qvel.to(self.obs_buf)], dim=-1)
 
     def configure_model(self, model) -> None:
         """Edit the compiled MjModel before the engine copies it (default: nothing)."""
@@ -100,8 +123,11 @@ class VecTask(abc.ABC):
 
     # ---- construction -------------------------------------------------------------------
     def __init__(self, config: dict, rl_device: str, sim_device: str, graphics_device_id: int,
-                 headless: bool, virtual_screen_capture: bool = False, force_render: bool = False):
+                 headless: bool, virtual_screen_capture: bool = False, force_render: bool = False,
+                 auto_reset: bool = True):
         self.cfg = config
+        # False hands resets to the owner (LatentSkillEnv resets once per high-level step)
+        self.auto_reset = bool(auto_reset)
         self.rl_device = rl_device
         self.sim_device = sim_device
         self.device = sim_device if not str(sim_device).startswith("cuda") or \
@@ -145,8 +171,21 @@ class VecTask(abc.ABC):
             self.obs_slices[name] = slice(start, start + int(size))
             start += int(size)
         self.num_obs = start
-        self.num_states = int(_get(config, "env.numStates", 0))
         self.num_actions = self.num_actions_from_model()
+        # numStates comes from the task; an IsaacGymEnvs config's own value is ignored
+        self.state_slices = OrderedDict()
+        start = 0
+        for name, size in self.state_layout().items():
+            self.state_slices[name] = slice(start, start + int(size))
+            start += int(size)
+        self.num_states = start
+        self.spec = TaskSpec(
+            name=type(self).__name__, task_family=self.task_family, control_type=self.control_type,
+            control_dt=float(self.dt), action_dim=int(self.num_actions),
+            action_semantics=self.action_semantics, obs_units=dict(self.obs_units),
+            obs_layout=tuple((n, s.stop - s.start) for n, s in self.obs_slices.items()),
+            reward_terms=tuple(self.reward_terms),
+            state_layout=tuple((n, s.stop - s.start) for n, s in self.state_slices.items()))
 
         self.obs_space = spaces.Box(-np.inf, np.inf, (self.num_obs,), dtype=np.float32)
         self.state_space = spaces.Box(-np.inf, np.inf, (self.num_states,), dtype=np.float32)
@@ -159,12 +198,11 @@ class VecTask(abc.ABC):
             if self.randomize else None
         self.obs_dict = {}
         self.extras = {}
-        # False hands resets to the caller (LatentSkillEnv resets once per high-level step)
-        self.auto_reset = True
 
     def allocate_buffers(self) -> None:
         n, dev = self.num_envs, self.device
-        self.obs_buf = torch.zeros(n, self.num_obs, device=dev)           # (N, num_obs)
+        self.obs_buf = torch.zeros(n, self.num_obs, device=dev)           # (N, num_obs) raw
+        self.obs_processed = torch.zeros(n, self.num_obs, device=dev)     # (N, num_obs) noised, clipped
         self.states_buf = torch.zeros(n, self.num_states, device=dev)     # (N, num_states)
         self.rew_buf = torch.zeros(n, device=dev)
         self.reset_buf = torch.ones(n, device=dev, dtype=torch.long)
@@ -218,14 +256,14 @@ class VecTask(abc.ABC):
         self.extras["nan_actions"] = self.nan_action_count.to(self.rl_device)
         self.extras["unstable_envs"] = self.unstable_count.to(self.rl_device)
 
+        if self.randomizer is not None:
+            self.randomizer.on_step()
         if self.auto_reset:
             done_ids = self.reset_buf.nonzero(as_tuple=False).squeeze(-1)
             if len(done_ids) > 0:
-                self.reset_idx(done_ids)
-        self.compute_observations()
-        if self.randomizer is not None:
-            self.randomizer.on_step()
-        return self._pack_obs(), self.rew_buf.to(self.rl_device), \
+                self._start_episodes(done_ids)
+        self._observe()
+        return self.obs_dict, self.rew_buf.to(self.rl_device), \
             self.reset_buf.to(self.rl_device), self.extras
 
     def _simulate(self, ctrl_from: torch.Tensor | None) -> None:
@@ -242,30 +280,55 @@ class VecTask(abc.ABC):
             self.engine.ctrl[:] = ctrl_from + (i + 1) / chunks * (ctrl_to - ctrl_from)
             self.engine.step(n // chunks + (1 if i < n % chunks else 0))
 
-    def _pack_obs(self) -> dict:
-        obs = self.obs_buf
+    def _start_episodes(self, env_ids: torch.Tensor) -> None:
+        """New episodes for ``env_ids``: re-randomize those due, then the task's reset_idx."""
         if self.randomizer is not None:
-            obs = self.randomizer.noise_observations(obs)
-        self.obs_dict["obs"] = torch.clamp(obs, -self.clip_obs, self.clip_obs).to(self.rl_device)
+            self.randomizer.on_reset(env_ids)
+        self.reset_idx(env_ids)
+
+    def _observe(self, env_ids: torch.Tensor | None = None) -> None:
+        """Observations and states from the current state; noise and clipping applied once, to the
+        rows of ``env_ids`` (all rows when None)."""
+        self.compute_observations()
+        if self.num_states > 0:
+            self.compute_states()
+        rows = self.obs_buf if env_ids is None else self.obs_buf[env_ids]
+        if self.randomizer is not None:
+            rows = self.randomizer.noise_observations(rows)
+        rows = torch.clamp(rows, -self.clip_obs, self.clip_obs)
+        # a new tensor every time, never written in place: callers keep last step's observation
+        if env_ids is None:
+            self.obs_processed = rows
+        else:
+            self.obs_processed = self.obs_processed.clone()
+            self.obs_processed[env_ids] = rows
+        self.obs_dict["obs"] = self.obs_processed.to(self.rl_device)
         if self.num_states > 0:
             self.obs_dict["states"] = self.get_state()
-        return self.obs_dict
 
     def get_state(self) -> torch.Tensor:
         return torch.clamp(self.states_buf, -self.clip_obs, self.clip_obs).to(self.rl_device)
 
-    def reset(self) -> dict:
-        """Reset every env and return the first observations (IsaacGymEnvs' ``reset``)."""
-        self.reset_idx(torch.arange(self.num_envs, device=self.device))
-        self.compute_observations()
-        return self._pack_obs()
+    def reset(self, env_ids=None) -> dict:
+        """Start new episodes for ``env_ids`` (every env when None) and return the observations:
+        the only reset path. Only the reset envs' rows get new observation noise."""
+        if env_ids is None:
+            self._start_episodes(torch.arange(self.num_envs, device=self.device))
+            self._observe()
+        else:
+            env_ids = torch.as_tensor(env_ids, device=self.device, dtype=torch.long).view(-1)
+            if len(env_ids) > 0:
+                self._start_episodes(env_ids)
+                self._observe(env_ids)
+        return self.obs_dict
 
     def reset_done(self):
+        """IsaacGymEnvs' ``reset_done``: with auto-reset the done envs were already reset in ``step``
+        and nothing is pending; otherwise reset the envs whose episodes ended."""
+        if self.auto_reset:
+            return self.obs_dict, torch.zeros(0, dtype=torch.long, device=self.device)
         done_ids = self.reset_buf.nonzero(as_tuple=False).squeeze(-1)
-        if len(done_ids) > 0:
-            self.reset_idx(done_ids)
-            self.compute_observations()
-        return self._pack_obs(), done_ids
+        return self.reset(done_ids), done_ids
 
     def log_episode_terms(self, env_ids: torch.Tensor, sums: torch.Tensor, names) -> torch.Tensor:
         """Per-step mean of each reward term (``sums`` (N, terms), in ``names`` order) over the episodes
