@@ -125,7 +125,7 @@ def _one_hot(i: int, n: int) -> torch.Tensor:
 
 
 # ---- the task and the rollouts ----------------------------------------------------------------------
-class _FastRenderer:
+class FastRenderer:
     """MuJoCo offscreen frames without shadows, reflections and skybox: about 6x cheaper than
     ``utils.render.render_env`` on a software (llvmpipe) GL, which is what headless CPUs have."""
 
@@ -221,7 +221,7 @@ def record_skill_videos(llc, task_name: str, folder, *, task_config: dict | None
     render = None
     try:
         llc = llc.to(task.device)
-        render = _FastRenderer(task, int(width), int(height))
+        render = FastRenderer(task, int(width), int(height))
         fps = fps or max(1, int(round(1.0 / task.dt)))
         folder = Path(folder)
         out = []

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Rebuild every file of the shipped skill library (isaacgymenvs_hrl/pretrained/) from scratch with the
+# project's own commands, and record each in the manifest (command, seed, commit, dataset hash, metrics):
+#   teacher  HumanoidLocomotion PPO teacher (walks and turns on command)          ~15-25 min on 2 cores
+#   humanoid its rollouts (random commands, action noise) -> BC, NPMP, LDSE LLCs  ~10 min
+#   franka   stacking expert rollouts -> BC, HeLMS, LDSE, MRS, NPMP LLCs          ~15 min
+# Usage: bash benchmarks/build_skill_library.sh [WORKDIR]      (STAGES="humanoid franka" to skip some)
+set -euo pipefail
+WORK=${1:-build_library}
+STAGES=${STAGES:-teacher humanoid franka}
+mkdir -p "$WORK" && cd "$WORK"
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+# run a command, then add its output to the library with that exact command as provenance
+build() {   # build NAME KIND FILE SEED DATASET DESCRIPTION -- COMMAND...
+  local name=$1 kind=$2 file=$3 seed=$4 dataset=$5 desc=$6; shift 7
+  echo "+ $*"
+  "$@"
+  hrl-library add "$name" "$file" --kind "$kind" --seed "$seed" --command "$*" --description "$desc" \
+    ${dataset:+--dataset "$dataset"}
+}
+
+TEACHER_CMD=(hrl-train task=HumanoidLocomotion num_envs=256 max_iterations=900 experiment=teacher
+             train.params.config.minibatch_size=2048 seed=0 headless=True)
+if has teacher; then
+  echo "+ ${TEACHER_CMD[*]}"
+  "${TEACHER_CMD[@]}"
+  hrl-library add humanoid/teacher "$(ls -td runs/teacher_*/nn/teacher.pth | head -1)" --kind policy \
+    --task HumanoidLocomotion --seed 0 --command "${TEACHER_CMD[*]}" \
+    --description "HumanoidLocomotion PPO teacher: tracks a commanded planar velocity and yaw rate"
+fi
+
+if has humanoid; then
+  TEACHER=$(ls -td runs/teacher_*/nn/teacher.pth | head -1)
+  hrl-collect task=HumanoidLocomotion num_envs=64 num_episodes=128 noise=0.1 seed=1 \
+    policy="$TEACHER" output=datasets/walk.hdf5
+  D=datasets/walk.hdf5
+  build humanoid/walk_bc llc llcs/walk_bc.llc.pt 0 $D \
+    "command-conditioned BC: the latent is the teacher's command (vx, vy, yaw rate)" -- \
+    hrl-skills algo=bc dataset=$D output=llcs/walk_bc.llc.pt seed=0 skills.epochs=20 report.videos=false
+  build humanoid/walk_npmp llc llcs/walk_npmp.llc.pt 0 $D \
+    "NPMP: latent from a look-ahead encoder with an AR(1) prior; not the command" -- \
+    hrl-skills algo=npmp dataset=$D output=llcs/walk_npmp.llc.pt seed=0 skills.seq_stride=16 skills.epochs=10 \
+    report.videos=false
+  build humanoid/walk_ldse llc llcs/walk_ldse.llc.pt 0 $D \
+    "LDSE: latent of an 8-step local-dynamics VAE, skill policy cloned on it; not the command" -- \
+    hrl-skills algo=ldse dataset=$D output=llcs/walk_ldse.llc.pt seed=0 skills.stride=8 skills.epochs=10 \
+    report.videos=false
+fi
+
+if has franka; then
+  hrl-collect task=FrankaStack policy=expert num_envs=64 num_episodes=200 noise=0.05 seed=1 \
+    output=datasets/stack.hdf5
+  D=datasets/stack.hdf5
+  COMMON=(dataset=$D seed=0 report.videos=false report.exploration=false)
+  build franka/stack_bc llc llcs/stack_bc.llc.pt 0 $D "plain BC of the stacking expert (sees object poses)" -- \
+    hrl-skills algo=bc output=llcs/stack_bc.llc.pt "${COMMON[@]}" skills.policy_obs=[proprio,objects,task] \
+    skills.condition_on=[] skills.epochs=20
+  build franka/stack_helms llc llcs/stack_helms.llc.pt 0 $D "HeLMS: 6 discrete skills -> latent -> controller" -- \
+    hrl-skills algo=helms output=llcs/stack_helms.llc.pt "${COMMON[@]}" skills.seq_stride=32 skills.epochs=12
+  build franka/stack_ldse llc llcs/stack_ldse.llc.pt 0 $D "LDSE: 8-step local-dynamics latent" -- \
+    hrl-skills algo=ldse output=llcs/stack_ldse.llc.pt "${COMMON[@]}" skills.stride=8 skills.epochs=10
+  build franka/stack_mrs llc llcs/stack_mrs.llc.pt 0 $D "MRS: skills at horizons 4/8/16/32 + unconditional head" -- \
+    hrl-skills algo=mrs output=llcs/stack_mrs.llc.pt "${COMMON[@]}" skills.stride=16 skills.epochs=6
+  build franka/stack_npmp llc llcs/stack_npmp.llc.pt 0 $D "NPMP: look-ahead encoder + AR(1) prior" -- \
+    hrl-skills algo=npmp output=llcs/stack_npmp.llc.pt "${COMMON[@]}" skills.seq_stride=16 skills.epochs=10
+fi
+hrl-library verify
+hrl-library list

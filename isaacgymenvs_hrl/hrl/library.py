@@ -1,0 +1,188 @@
+"""The skill library: pretrained LLCs (and the teacher policies behind them) shipped in the package,
+picked by name (``task.env.llc.checkpoint=humanoid/walk_bc``) and checked against their manifest.
+
+``isaacgymenvs_hrl/pretrained/manifest.json`` holds one entry per file: what it is (robot family,
+modes, latent size, default k, control dt, observation slices), its sha256 and size, and how it was
+made (command, seed, commit, dataset hash, measured metrics). ``benchmarks/build_skill_library.sh``
+rebuilds every file and entry from scratch; ``hrl-library`` lists and verifies them.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import UserError, exit_on_user_error
+
+LIBRARY_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+MANIFEST = LIBRARY_DIR / "manifest.json"
+MANIFEST_FORMAT = "isaacgymenvs_hrl.skill_library"
+
+
+class LibraryError(UserError, ValueError):
+    pass
+
+
+def sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_manifest(manifest: Path = MANIFEST) -> dict:
+    """{name: entry}; an absent manifest is an empty library."""
+    if not manifest.is_file():
+        return {}
+    try:
+        blob = json.loads(manifest.read_text())
+    except (OSError, ValueError) as exc:
+        raise LibraryError(f"the skill library manifest {manifest} cannot be read ({type(exc).__name__}); "
+                           "reinstall the package or rebuild it with benchmarks/build_skill_library.sh") from None
+    if not isinstance(blob, dict) or blob.get("format") != MANIFEST_FORMAT or not isinstance(blob.get("entries"), dict):
+        raise LibraryError(f"{manifest} is not a skill library manifest (format '{MANIFEST_FORMAT}')")
+    return blob["entries"]
+
+
+def is_library_name(name: str) -> bool:
+    return str(name) in load_manifest()
+
+
+def verify(name: str, manifest: Path = MANIFEST) -> Path:
+    """The file of library entry ``name``, after checking that it exists and matches its hash."""
+    entries = load_manifest(manifest)
+    if name not in entries:
+        raise LibraryError(f"'{name}' is not in the skill library; it has {', '.join(sorted(entries)) or 'nothing'} "
+                           "(hrl-library lists them), or give a file path")
+    entry = entries[name]
+    path = manifest.parent / entry["file"]
+    if not path.is_file():
+        raise LibraryError(f"skill library file {path} of '{name}' is missing; reinstall the package or rebuild "
+                           "it with benchmarks/build_skill_library.sh")
+    size = path.stat().st_size
+    if size != entry["size"] or sha256(path) != entry["sha256"]:
+        raise LibraryError(f"skill library file {path} of '{name}' is damaged (sha256 or size differs from "
+                           f"the manifest: {size} bytes, expected {entry['size']}); reinstall the package or "
+                           "rebuild it with benchmarks/build_skill_library.sh")
+    return path
+
+
+def resolve(name_or_path: str | os.PathLike, kind: str | None = None) -> Path:
+    """A library name becomes its verified file; anything else is a path, returned unchanged.
+    ``kind`` ("llc" or "policy") refuses a library entry of the other kind."""
+    text = str(name_or_path)
+    entries = load_manifest()
+    if text in entries:
+        if kind is not None and entries[text].get("kind") != kind:
+            raise LibraryError(f"skill library entry '{text}' is a {entries[text].get('kind')}, not a {kind}")
+        return verify(text)
+    path = Path(text)
+    if not path.exists() and "/" in text and not path.suffix and entries:
+        raise LibraryError(f"'{text}' is neither a file nor a skill library name; the library has "
+                           f"{', '.join(sorted(entries))} (hrl-library lists them)")
+    return path
+
+
+def describe_llc(path: Path) -> dict:
+    """The manifest's description fields, read from an LLC checkpoint's own spec."""
+    from .llc_checkpoint import load_llc
+    spec = load_llc(path).spec
+    return {"robot_family": spec["task_family"], "modes": list(spec["latent"]["modes"]),
+            "latent_dim": int(spec["latent"]["dim"]), "default_steps": int(spec["default_steps"]),
+            "control_dt": float(spec["control_dt"]), "control_type": spec["action"]["control_type"],
+            "obs": {part: [list(x) for x in slices] for part, slices in spec["obs"].items()},
+            "algorithm": spec.get("provenance", {}).get("algorithm"),
+            "metrics": spec.get("provenance", {}).get("metrics", {})}
+
+
+def add(name: str, file: str | os.PathLike, kind: str, command: str, seed: int, dataset: str | None = None,
+        description: str = "", metrics: dict | None = None, manifest: Path = MANIFEST, **extra) -> dict:
+    """Copy ``file`` into the library as ``name`` and record it (atomic manifest rewrite)."""
+    import shutil
+
+    from ..utils.provenance import code_version
+    src = Path(file)
+    if not src.is_file():
+        raise LibraryError(f"cannot add '{name}': {src} is not a file")
+    suffix = ".llc.pt" if kind == "llc" else ".pth"
+    rel = Path(name + suffix)
+    dst = manifest.parent / rel
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + f".tmp.{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    run_cfg = src.parent.parent / "config.yaml"       # an rl-games policy's network is described there
+    if kind == "policy" and run_cfg.is_file():
+        shutil.copyfile(run_cfg, dst.with_name(Path(name).name + ".yaml"))
+    entry = {"kind": kind, "file": str(rel), "sha256": sha256(dst), "size": dst.stat().st_size,
+             "description": description, "command": command, "seed": int(seed), "commit": code_version(),
+             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra}
+    if dataset:
+        entry["dataset"] = {"file": Path(dataset).name, "sha256": sha256(dataset)}
+    if kind == "llc":
+        entry.update(describe_llc(dst))
+    if metrics:
+        entry["metrics"] = {**entry.get("metrics", {}), **metrics}
+    entries = load_manifest(manifest)
+    entries[name] = entry
+    text = json.dumps({"format": MANIFEST_FORMAT, "entries": dict(sorted(entries.items()))}, indent=1)
+    tmp = manifest.with_name(manifest.name + f".tmp.{os.getpid()}")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, manifest)
+    return entry
+
+
+def table(entries: dict) -> str:
+    cols = ("name", "kind", "family", "algorithm", "modes", "latent", "k", "dt", "size")
+    rows = [(n, e["kind"], e.get("robot_family", e.get("task", "")), e.get("algorithm") or "",
+             ",".join(e.get("modes", [])), str(e.get("latent_dim", "")), str(e.get("default_steps", "")),
+             str(e.get("control_dt", "")), f"{e['size'] / 1024:.0f} KiB") for n, e in sorted(entries.items())]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
+    line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths))
+    return "\n".join([line(cols), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+@exit_on_user_error
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="hrl-library", description="The shipped skill library: list, verify, add.")
+    sub = p.add_subparsers(dest="cmd")
+    sub.add_parser("list", help="one row per entry (default)")
+    sub.add_parser("verify", help="check every file against its hash")
+    show = sub.add_parser("show", help="one entry's whole record")
+    show.add_argument("name")
+    a = sub.add_parser("add", help="copy a file into the library and record how it was made")
+    a.add_argument("name")
+    a.add_argument("file")
+    a.add_argument("--kind", choices=("llc", "policy"), default="llc")
+    a.add_argument("--command", required=True, help="the command that produced the file")
+    a.add_argument("--seed", type=int, required=True)
+    a.add_argument("--dataset", help="the dataset it was trained on (its sha256 is recorded)")
+    a.add_argument("--description", default="")
+    a.add_argument("--metrics", default="{}", help="JSON object of measured metrics")
+    a.add_argument("--task", default=None, help="policies: the task it acts in")
+    args = p.parse_args(argv)
+    entries = load_manifest()
+    if args.cmd in (None, "list"):
+        print(table(entries) if entries else "the skill library is empty")
+    elif args.cmd == "verify":
+        for name in sorted(entries):
+            verify(name)
+            print(f"ok  {name}")
+    elif args.cmd == "show":
+        if args.name not in entries:
+            raise LibraryError(f"'{args.name}' is not in the skill library; it has {', '.join(sorted(entries))}")
+        print(json.dumps(entries[args.name], indent=1))
+    else:
+        extra = {"task": args.task} if args.task else {}
+        entry = add(args.name, args.file, args.kind, args.command, args.seed, args.dataset, args.description,
+                    json.loads(args.metrics), **extra)
+        print(f"added {args.name}: {entry['file']} ({entry['size']} bytes, sha256 {entry['sha256'][:12]})")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
