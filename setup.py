@@ -6,6 +6,8 @@ setup(
     version="0.1.0",
     description="IsaacGymEnvs-style tasks on MuJoCo / MuJoCo Warp with frozen low-level skill controllers",
     packages=find_packages(include=["isaacgymenvs_hrl", "isaacgymenvs_hrl.*"]),
+    package_data={"isaacgymenvs_hrl": ["pretrained/manifest.json", "pretrained/*/*.pt", "pretrained/*/*.pth",
+                                       "pretrained/*/*.yaml"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",           # install the CPU or CUDA build you want first; CI pins torch==2.13.0 CPU
@@ -31,5 +33,6 @@ setup(
         "hrl-collect=isaacgymenvs_hrl.collect:main",
         "hrl-skills=isaacgymenvs_hrl.skills_cli:main",
         "hrl-import-dataset=isaacgymenvs_hrl.datasets.importers:main",
+        "hrl-library=isaacgymenvs_hrl.hrl.library:main",
     ]},
 )
