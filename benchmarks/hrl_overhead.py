@@ -60,12 +60,12 @@ def machine_info(threads: int) -> dict:
     return info
 
 
-def make_task(args):
+def make_task(args, auto_reset: bool = True):
     cfg = {"name": args.task, "physics_engine": "mujoco",
            "env": {"numEnvs": args.num_envs, "episodeLength": 1000, "clipActions": 1.0, "clipObservations": 10.0},
            "sim": {"dt": 0.02, "substeps": args.substeps, "mujoco": {"num_threads": args.threads}}}
     torch.manual_seed(args.seed)
-    return isaacgym_task_map[args.task](cfg, "cpu", "cpu", -1, True)
+    return isaacgym_task_map[args.task](cfg, "cpu", "cpu", -1, True, auto_reset=auto_reset)
 
 
 def make_llc(task, args, directory: str):
@@ -73,10 +73,10 @@ def make_llc(task, args, directory: str):
     proprio = task.obs_slices["proprio"].stop - task.obs_slices["proprio"].start
     pol = {"type": "skill_policy", "obs_dim": proprio, "latent_dim": args.latent, "action_dim": task.num_actions,
            "hidden": list(args.hidden)}
-    spec = {"task_family": task.task_family, "obs": {"policy": [["proprio", proprio]]},
-            "action": {"dim": task.num_actions, "control_type": task.control_type},
+    spec = {"task_family": task.spec.task_family, "obs": {"policy": [["proprio", proprio]]},
+            "action": {"dim": task.num_actions, "control_type": task.spec.control_type},
             "latent": {"dim": args.latent, "normalization": "sphere", "modes": ["continuous"]},
-            "default_steps": args.k, "control_dt": task.dt, "architecture": {"policy": pol},
+            "default_steps": args.k, "control_dt": task.spec.control_dt, "architecture": {"policy": pol},
             "provenance": {"algorithm": "benchmark (random weights)"}}
     torch.manual_seed(args.seed)
     path = save_llc(Path(directory) / "llc.pt", spec, build(pol))
@@ -123,7 +123,7 @@ def run_base(task, actions, seed):
 
 def llc_forward_cost(llc, task, latent_dim: int, reps: int = 200) -> float:
     """Seconds per LLC forward pass (N envs) on its own, outside any env."""
-    obs = task.obs_slice(task.obs_buf, llc.obs_names).clone()
+    obs = task.obs_slice(task.obs_processed, llc.obs_names).clone()
     z = torch.nn.functional.normalize(torch.randn(task.num_envs, latent_dim), dim=-1)
     with torch.no_grad():
         for _ in range(10):
@@ -135,7 +135,7 @@ def llc_forward_cost(llc, task, latent_dim: int, reps: int = 200) -> float:
 
 
 def bench(args, log) -> dict:
-    base_task, hl_task = make_task(args), make_task(args)
+    base_task, hl_task = make_task(args), make_task(args, auto_reset=False)
     with tempfile.TemporaryDirectory() as d:
         llc = make_llc(hl_task, args, d)
     env = LatentSkillEnv(hl_task, llc, mode="continuous", steps=args.k, reward="mean")

@@ -72,7 +72,7 @@ def test_every_task_declares_its_spec():
 
 def test_every_reward_term_is_real():
     """Each declared rew_<term> is logged when episodes end and the terms sum to the reward."""
-    for name in ("Humanoid", "HumanoidLocation", "HumanoidLocomotion"):
+    for name in ("Humanoid", "HumanoidLocation", "HumanoidLocomotion", "HumanoidHeading"):
         task = make_task(make_cfg(name=name, env={"numEnvs": 4, "episodeLength": 6}), task_cls=isaacgym_task_map[name])
         task.reset()
         total = torch.zeros(4)
@@ -155,3 +155,21 @@ def test_public_reset_is_the_only_reset_path():
     _, _, done, _ = auto.step(auto.zero_actions())
     assert done.tolist() == [1, 1] and auto.progress_buf.tolist() == [0, 0]
     assert auto.reset_done()[1].numel() == 0                  # already reset inside step
+
+
+def test_heading_targets_are_resampled_and_errors_logged():
+    """HumanoidHeading draws new direction / speed / facing targets every headingResampleTime and
+    logs the episode's mean heading, speed and facing errors."""
+    cfg = make_cfg(name="HumanoidHeading", env={"numEnvs": 3, "episodeLength": 30, "headingResampleTime": 0.2})
+    task = make_task(cfg, task_cls=isaacgym_task_map["HumanoidHeading"])
+    task.reset()
+    first = task.target_angle.clone()
+    for _ in range(task.heading_steps):
+        task.step(task.zero_actions())
+    assert not torch.equal(first, task.target_angle)
+    rel = task.obs_slice(task.obs_buf, ["task"])
+    assert rel.shape == (3, 5) and torch.allclose(rel[:, 0] ** 2 + rel[:, 1] ** 2, torch.ones(3))
+    for _ in range(30):
+        task.step(task.zero_actions())
+    ep = task.extras["episode"]
+    assert 0 <= float(ep["heading_error"]) <= 3.1416 and float(ep["speed_error"]) > 0
