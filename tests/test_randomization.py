@@ -100,14 +100,18 @@ def test_actor_params_are_per_env_and_within_the_configured_ranges(caplog):
     for values in (mass[:, bodies], fr[:, geoms, 0], d[:, hinges]):
         assert len({tuple(row.tolist()) for row in values}) == N
 
+    # gravity (additive N(0, 0.4) per component), joint limits (additive N(0, 0.01)) per env
+    g = eng.get_param("gravity")
+    assert 0.2 < (g - torch.tensor([0.0, 0.0, -9.81])).std() < 0.6 and len({tuple(r.tolist()) for r in g}) == N
+    lim, lim0 = eng.get_param("jnt_range")[:, 1:], _default(task, "jnt_range")[1:]
+    assert 0.005 < (lim - lim0).std() < 0.015
+    # restitution scales IsaacGym's default of 0 (MuJoCo's critically damped contact): stays 0
+    torch.testing.assert_close(eng.get_param("geom_solref"), _default(task, "geom_solref").expand(N, -1, -1))
+
     # Entries with no MuJoCo counterpart are reported, not dropped silently.
     skipped = set(task.randomizer.skipped)
-    assert {"sim_params.gravity", "actor_params.humanoid.rigid_shape_properties.restitution",
-            "actor_params.humanoid.dof_properties.lower",
-            "actor_params.humanoid.dof_properties.upper"} <= skipped
-    for mapped in ("mass", "friction", "damping", "stiffness"):
-        assert not any(s.endswith("." + mapped) for s in skipped), mapped
-    assert "restitution" in caplog.text and "gravity" in caplog.text
+    assert skipped == {"actor_params.humanoid.color"}
+    assert "color" in caplog.text
 
     # The randomized envs still simulate.
     task.reset()
@@ -226,4 +230,176 @@ def test_action_noise_perturbs_the_applied_actions():
     applied = task.actions                                   # what reached the motors
     assert 0.014 < applied.std().item() < 0.026, applied.std().item()
     torch.testing.assert_close(task.engine.ctrl, applied * task.power_scale)
+    task.close()
+
+
+# ---- the rest of the schema: gravity, restitution, PD gains, effort and joint limits, both backends ----
+def _pd_task(params: dict, num_envs: int = N, physics_engine: str = "mujoco", seed: int = 0):
+    """HumanoidLocomotion in pd mode: MuJoCo position servos (kp, kv) with force limits."""
+    cfg = make_cfg(physics_engine=physics_engine, env={"numEnvs": num_envs},
+                   task={"randomize": True, "randomization_params": params})
+    return make_task(cfg, seed=seed)
+
+
+SCHEMA = {
+    "sim_params": {"gravity": {"range": [0.0, 1.0], "operation": "additive", "distribution": "gaussian"}},
+    "actor_params": {"robot": {
+        "rigid_shape_properties": {"restitution": {"range": [0.2, 0.6], "operation": "additive",
+                                                   "distribution": "uniform"}},
+        "dof_properties": {
+            "stiffness": {"range": [0.5, 1.5], "operation": "scaling", "distribution": "uniform"},
+            "damping": {"range": [0.5, 2.0], "operation": "scaling", "distribution": "loguniform"},
+            "effort": {"range": [0.6, 0.9], "operation": "scaling", "distribution": "uniform"},
+            "lower": {"range": [-0.1, 0.0], "operation": "additive", "distribution": "uniform"},
+            "upper": {"range": [0.0, 0.1], "operation": "additive", "distribution": "uniform"}}}},
+}
+
+
+def _check_schema_fields(task):
+    from isaacgymenvs_hrl.tasks.base.randomization import dampratio_from_restitution, restitution_from_dampratio
+    eng, m = task.engine, task.engine.model
+    n = task.num_envs
+    # gravity: every component + N(0, 1) per env
+    g = eng.get_param("gravity")
+    assert g.shape == (n, 3) and len({tuple(r.tolist()) for r in g}) == n
+    assert 0.4 < (g - torch.tensor([0.0, 0.0, -9.81])).std() < 1.8
+    # restitution e ~ U(0.2, 0.6) (default 0) -> the contact damping ratio of the robot's geoms
+    geoms = torch.tensor([i for i in range(m.ngeom) if m.geom_bodyid[i] != 0])
+    z = eng.get_param("geom_solref")[:, geoms, 1]
+    e = restitution_from_dampratio(z)
+    assert e.min() >= 0.2 - 1e-4 and e.max() <= 0.6 + 1e-4 and e.std() > 0.05
+    torch.testing.assert_close(dampratio_from_restitution(e), z, rtol=1e-4, atol=1e-5)
+    floor = m.geom("floor").id
+    assert torch.all(eng.get_param("geom_solref")[:, floor] == _default(task, "geom_solref")[floor])
+    # PD gains: kp (gainprm[0] = -biasprm[1]) scaled by U(0.5, 1.5), kv (-biasprm[2]) log-uniform [0.5, 2]
+    gain, bias = eng.get_param("actuator_gainprm"), eng.get_param("actuator_biasprm")
+    kp0, kv0 = _default(task, "actuator_gainprm")[:, 0], -_default(task, "actuator_biasprm")[:, 2]
+    r_kp = gain[:, :, 0] / kp0
+    assert r_kp.min() >= 0.5 - 1e-5 and r_kp.max() <= 1.5 + 1e-5 and r_kp.std() > 0.15
+    torch.testing.assert_close(bias[:, :, 1], -gain[:, :, 0])
+    r_kv = -bias[:, :, 2] / kv0
+    assert r_kv.min() >= 0.5 - 1e-5 and r_kv.max() <= 2.0 + 1e-5 and r_kv.std() > 0.2
+    # the servo dofs' passive damping and stiffness are left alone
+    torch.testing.assert_close(eng.get_param("dof_damping"), _default(task, "dof_damping").expand(n, -1))
+    # effort limits: forcerange scaled by U(0.6, 0.9), symmetric
+    fr, fr0 = eng.get_param("actuator_forcerange"), _default(task, "actuator_forcerange")
+    r_f = fr[:, :, 1] / fr0[:, 1]
+    assert r_f.min() >= 0.6 - 1e-5 and r_f.max() <= 0.9 + 1e-5
+    torch.testing.assert_close(fr[:, :, 0], -fr[:, :, 1])
+    # joint limits of the hinges widened by up to 0.1 rad; the free joint untouched
+    lim, lim0 = eng.get_param("jnt_range"), _default(task, "jnt_range")
+    dlo, dhi = lim[:, 1:, 0] - lim0[1:, 0], lim[:, 1:, 1] - lim0[1:, 1]
+    assert dlo.min() >= -0.1 - 1e-5 and dlo.max() <= 1e-5 and dhi.min() >= -1e-5 and dhi.max() <= 0.1 + 1e-5
+    assert dlo.std() > 0.02 and torch.all(lim[:, 0] == lim0[0])
+    return g
+
+
+def _free_fall_accel(task):
+    """Vertical acceleration of the torso in one control step, lifted 3 m above the floor at rest."""
+    eng = task.engine
+    qpos = task.default_qpos.repeat(task.num_envs, 1)
+    qpos[:, 2] = 3.0
+    eng.reset_envs(torch.arange(task.num_envs), qpos, torch.zeros(task.num_envs, eng.model.nv))
+    eng.ctrl[:] = torch.as_tensor(task.default_qpos[7:][task.act_dof]).to(eng.ctrl)
+    eng.step(1)
+    return eng.qvel[:, 2] / eng.model.opt.timestep
+
+
+@pytest.mark.parametrize("backend", ["mujoco", "mjwarp"])
+def test_gravity_restitution_pd_gains_effort_and_joint_limits_per_env(backend):
+    task = _pd_task(SCHEMA, num_envs=4 if backend == "mjwarp" else N, physics_engine=backend)
+    g = _check_schema_fields(task)
+    # the physics uses each env's own gravity: free fall accelerates at g_z (the servos and joint
+    # limits of a body in the air add a few cm/s^2); the envs' g_z are spread by ~1 m/s^2
+    acc = _free_fall_accel(task)
+    torch.testing.assert_close(acc, g[:, 2], rtol=0.0, atol=0.06)
+    assert (acc + 9.81).abs().max() > 0.3
+    task.reset()
+    obs = task.step(task.zero_actions())[0]["obs"]
+    assert torch.isfinite(obs).all()
+    task.close()
+
+
+def test_effort_on_motors_without_force_limits_is_reported_and_skipped(caplog):
+    params = {"actor_params": {"humanoid": {"dof_properties": {
+        "effort": {"range": [0.5, 1.0], "operation": "scaling", "distribution": "uniform"}}}}}
+    with caplog.at_level(logging.WARNING):
+        task = _humanoid(params)                                # IsaacGymEnvs' Humanoid: torque motors
+    assert any("effort" in s and "no force limit" in s for s in task.randomizer.skipped)
+    assert "forcerange" in caplog.text
+    task.close()
+
+
+def test_dof_stiffness_on_torque_motors_is_the_passive_spring():
+    params = {"actor_params": {"humanoid": {"dof_properties": {
+        "stiffness": {"range": [0.5, 1.0], "operation": "additive", "distribution": "uniform"}}}}}
+    task = _humanoid(params)
+    k = task.engine.get_param("jnt_stiffness")
+    assert torch.all(k[:, 0] == 0)                              # the free joint has no spring
+    assert k[:, 1:].min() >= 0.5 and k[:, 1:].max() <= 1.0 and k[:, 1:].std() > 0.1
+    torch.testing.assert_close(task.engine.get_param("actuator_gainprm"),
+                               _default(task, "actuator_gainprm").expand(N, -1, -1))
+    task.close()
+
+
+def test_setup_only_draws_survive_rerandomization_of_the_same_field():
+    """lower is setup_only, upper is not: both live in jnt_range; re-drawing upper keeps lower."""
+    params = {"frequency": 1, "actor_params": {"robot": {"dof_properties": {
+        "lower": {"range": [-0.1, 0.0], "operation": "additive", "distribution": "uniform", "setup_only": True},
+        "upper": {"range": [0.0, 0.1], "operation": "additive", "distribution": "uniform"}}}}}
+    task = _pd_task(params, num_envs=4)
+    before = task.engine.get_param("jnt_range")
+    task.randomize_buf[:] = 5
+    task.randomizer.on_reset(torch.arange(4))
+    after = task.engine.get_param("jnt_range")
+    assert torch.equal(after[..., 0], before[..., 0])
+    assert not torch.equal(after[..., 1], before[..., 1])
+    task.close()
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"actor_params": {"robot": {"dof_properties": {"stifness": {"range": [0, 1]}}}}},
+     r"dof_properties\.stifness: unknown property; dof_properties has \[.*'stiffness'.*'effort'.*'velocity'"),
+    ({"actor_params": {"robot": {"joint_properties": {"damping": {"range": [0, 1]}}}}},
+     r"joint_properties: unknown property group; the groups are \[.*'dof_properties'"),
+    ({"sim_params": {"timestep": {"range": [0, 1]}}}, r"sim_params\.timestep.*\['gravity'\]"),
+    ({"actor_param": {}}, r"unknown key\(s\) \['actor_param'\].*'actor_params'"),
+    ({"actor_params": {"hand": {}}}, r"no actor 'hand'.*\['HumanoidLocomotion', 'humanoid', 'robot'\].*actor_names"),
+])
+def test_unknown_names_are_one_clear_error_listing_what_exists(params, match):
+    with pytest.raises(RandomizationError, match=match):
+        _pd_task(params, num_envs=2)
+
+
+def test_shadow_hand_block_parses_on_a_humanoid_with_actor_names(caplog):
+    """IsaacGymEnvs' ShadowHand.yaml block, unchanged but for the extra actor_names key: hand -> our
+    robot, object -> none here. Its correlated noise is a per-env offset constant over steps."""
+    from conftest import IGE_CFG_DIR
+    if not (IGE_CFG_DIR / "task" / "ShadowHand.yaml").is_file():
+        pytest.skip("IsaacGymEnvs config files not found")
+    import yaml
+    params = yaml.safe_load((IGE_CFG_DIR / "task" / "ShadowHand.yaml").read_text())["task"]["randomization_params"]
+    params["actor_names"] = {"hand": "robot", "object": None}
+    with caplog.at_level(logging.WARNING):
+        task = _pd_task(params, num_envs=8)
+    skipped = set(task.randomizer.skipped)
+    assert {"actor_params.hand.tendon_properties.damping", "actor_params.hand.tendon_properties.stiffness",
+            "actor_params.hand.color"} <= skipped
+    assert any(s.startswith("actor_params.object") for s in skipped)
+    handlers = {t.handler for t in task.randomizer.terms}
+    assert {"gravity", "servo_kp", "servo_kv", "lower", "upper", "mass", "friction0"} <= handlers
+    # loguniform [0.3, 3] on kv, [0.75, 1.5] on kp
+    r_kp = task.engine.get_param("actuator_gainprm")[:, :, 0] / _default(task, "actuator_gainprm")[:, 0]
+    assert r_kp.min() >= 0.75 - 1e-5 and r_kp.max() <= 1.5 + 1e-5
+    # correlated observation noise: range_correlated [0, .001] offset per env + white [0, .002]
+    task.reset()
+    clean, noisy = [], []
+    for _ in range(30):
+        task.step(task.zero_actions())
+        clean.append(task.obs_buf.clone())
+        noisy.append(task.obs_processed.clone())
+    noise = torch.stack(noisy) - torch.stack(clean)                     # (T, N, O)
+    offset = noise.mean(0)                                              # the correlated part
+    assert 0.0006 < offset.std() < 0.0014, offset.std()
+    assert 0.0017 < (noise - offset).std() < 0.0023
     task.close()

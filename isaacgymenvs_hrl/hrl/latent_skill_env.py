@@ -59,6 +59,9 @@ class LatentSkillEnv:
         self.discounts = torch.tensor([self.llc_gamma ** i if reward == "smdp" else 1.0
                                        for i in range(self.steps)], device=self.device)
         self.extras, self.obs_dict = {}, {}
+        from ..tasks.base.latency import Latency
+        # task.env.latency.high_level: delays counted in high-level decisions
+        self.hl_latency = Latency.high_level_from_task_config(task.cfg, self.num_envs, self.device)
         # what a mixture high level's trainer needs of the frozen LLC (rl-games reads it from env info)
         self.hl_action_info = None
         if mode == "mixture":
@@ -69,16 +72,30 @@ class LatentSkillEnv:
     def get_number_of_agents(self):
         return 1
 
-    def _hl_obs(self) -> dict:
-        self.obs_dict["obs"] = self.task.obs_slice(self.task.obs_dict["obs"], self.hl_obs_names)
+    def _hl_obs(self, env_ids=None) -> dict:
+        obs = self.task.obs_slice(self.task.obs_dict["obs"], self.hl_obs_names)
+        if self.hl_latency is not None:
+            if env_ids is None:                       # one decision for every env: push
+                obs = self.hl_latency.delay_observations(obs)
+            else:                                     # envs that just started an episode: fill
+                rows = self.hl_latency.delay_observations(obs[env_ids], env_ids)
+                obs = self.obs_dict.get("obs", obs).clone()
+                obs[env_ids] = rows
+        self.obs_dict["obs"] = obs
         return self.obs_dict
 
     def reset(self, env_ids=None) -> dict:
         self.task.reset(env_ids)
-        return self._hl_obs()
+        if env_ids is not None:
+            env_ids = torch.as_tensor(env_ids, device=self.device, dtype=torch.long).view(-1)
+        if self.hl_latency is not None:
+            self.hl_latency.reset(torch.arange(self.num_envs, device=self.device) if env_ids is None else env_ids)
+        return self._hl_obs(env_ids)
 
     def reset_done(self):
-        return self._hl_obs(), torch.zeros(0, dtype=torch.long, device=self.device)
+        # resets happen inside step; with a high-level delay another _hl_obs() would push a decision
+        obs = self.obs_dict if "obs" in self.obs_dict else self._hl_obs()
+        return obs, torch.zeros(0, dtype=torch.long, device=self.device)
 
     @torch.no_grad()
     def step(self, hl_actions, on_control_step=None):
@@ -87,6 +104,8 @@ class LatentSkillEnv:
         task, llc, n = self.task, self.llc, self.num_envs
         hl = torch.as_tensor(hl_actions, device=self.device)
         hl = hl.long().view(-1) if self.mode == "discrete" else hl.float()
+        if self.hl_latency is not None:
+            hl = self.hl_latency.delay_actions(hl)
         mid_obs = task.obs_slice(task.obs_processed, llc.mid_obs_names) if llc.mid_obs_names else None
         z, head, choice = llc.decode(self.mode, hl, mid_obs)
 
@@ -112,7 +131,10 @@ class LatentSkillEnv:
         if self.reward_mode == "mean":
             reward = reward / executed.clamp_min(1.0)
 
-        task.reset(done.nonzero(as_tuple=False).squeeze(-1))
+        done_ids = done.nonzero(as_tuple=False).squeeze(-1)
+        task.reset(done_ids)
+        if self.hl_latency is not None:
+            self.hl_latency.reset(done_ids)
         self.extras = {k: v for k, v in task.extras.items() if k != "time_outs"}
         self.extras["time_outs"] = time_outs.long().to(self.rl_device)
         self.extras["executed_substeps"] = executed.to(self.rl_device)                  # (N,)

@@ -2,7 +2,8 @@
 
 An engine holds N copies of one MJCF scene and shows their state as batched torch tensors on
 ``device``. Two implementations share it: C MuJoCo stepped by a thread pool (``mujoco``) and
-MuJoCo Warp (``mjwarp``). Tasks never import either library directly.
+MuJoCo Warp (``mjwarp``). Tasks step and read state only through this interface; they use
+``mujoco`` itself only to build and edit their scenes (``MjSpec``, ``configure_model``).
 
 Timing conventions (same on both backends, they come from MuJoCo itself):
 - ``step(n)`` advances every env by n physics steps of ``model.opt.timestep`` with ``ctrl`` held.
@@ -42,8 +43,14 @@ RANDOMIZABLE_FIELDS = (
     "jnt_stiffness",      # (njnt,)
     "actuator_gainprm",   # (nu, 10) gain parameters; [:, 0] is kp / gear scale
     "actuator_biasprm",   # (nu, 10)
-    "geom_solref",        # (ngeom, 2)
+    "geom_solref",        # (ngeom, 2) contact time constant, damping ratio
+    "geom_solimp",        # (ngeom, 5)
+    "actuator_forcerange",  # (nu, 2) effort limits (used where actuator_forcelimited)
+    "actuator_ctrlrange",   # (nu, 2)
+    "jnt_range",          # (njnt, 2) joint limits (used where jnt_limited)
+    "gravity",            # (3,) model.opt.gravity
 )
+OPTION_FIELDS = ("gravity",)   # RANDOMIZABLE_FIELDS that live in model.opt
 
 
 @dataclass(frozen=True)
@@ -128,4 +135,9 @@ class Engine(abc.ABC):
 
     def default_field(self, field: str) -> np.ndarray:
         self._check_field(field)
-        return np.asarray(getattr(self.model, field))
+        return np.asarray(model_field(self.model, field))
+
+
+def model_field(model, field: str):
+    """``model.<field>``, or ``model.opt.<field>`` for the option fields (gravity)."""
+    return getattr(model.opt if field in OPTION_FIELDS else model, field)

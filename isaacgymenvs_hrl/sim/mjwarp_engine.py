@@ -9,7 +9,7 @@ import mujoco
 import numpy as np
 import torch
 
-from .engine import Engine, SimError
+from .engine import OPTION_FIELDS, Engine, SimError, model_field
 
 
 class MjwarpEngine(Engine):
@@ -89,18 +89,19 @@ class MjwarpEngine(Engine):
 
     def get_param(self, field: str) -> torch.Tensor:
         self._check_field(field)
-        arr = self._wp.to_torch(getattr(self.m, field)).float()
+        arr = self._wp.to_torch(model_field(self.m, field)).float()
         return arr.expand(self.num_envs, *arr.shape[1:]).clone()
 
     def set_param(self, field: str, env_ids: torch.Tensor, values: torch.Tensor) -> None:
         self._check_field(field)
         wp = self._wp
-        current = getattr(self.m, field)
+        owner = self.m.opt if field in OPTION_FIELDS else self.m
+        current = getattr(owner, field)
         if current.shape[0] != self.num_envs:   # shared (1, ...) -> one row per world
             per_env = np.repeat(current.numpy(), self.num_envs, axis=0)
-            setattr(self.m, field, wp.array(per_env, dtype=current.dtype, device=self.wp_device))
+            setattr(owner, field, wp.array(per_env, dtype=current.dtype, device=self.wp_device))
             self._graphs.clear()                  # graphs hold the old pointer
-            current = getattr(self.m, field)
+            current = getattr(owner, field)
         view = wp.to_torch(current)
         if values.shape[1:] != view.shape[1:]:
             raise SimError(f"set_param('{field}'): values per env must have shape "

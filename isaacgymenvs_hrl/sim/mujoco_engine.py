@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from mujoco import rollout
 
-from .engine import Engine, SimError
+from .engine import Engine, SimError, model_field
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
 
@@ -140,9 +140,9 @@ class MujocoEngine(Engine):
     def get_param(self, field: str) -> torch.Tensor:
         self._check_field(field)
         if self._env_models is None:
-            one = np.asarray(getattr(self.model, field), dtype=np.float32)
+            one = np.asarray(model_field(self.model, field), dtype=np.float32)
             return torch.as_tensor(one, device=self.device).expand(self.num_envs, *one.shape).clone()
-        return torch.as_tensor(np.stack([getattr(mm, field) for mm in self._env_models]),
+        return torch.as_tensor(np.stack([model_field(mm, field) for mm in self._env_models]),
                                dtype=torch.float32, device=self.device)
 
     def set_param(self, field: str, env_ids: torch.Tensor, values: torch.Tensor) -> None:
@@ -151,12 +151,12 @@ class MujocoEngine(Engine):
             self._env_models = [copy.copy(self.model) for _ in range(self.num_envs)]
             self._models = self._env_models
         vals = values.detach().cpu().double().numpy()
-        expected = np.asarray(getattr(self.model, field)).shape
+        expected = np.asarray(model_field(self.model, field)).shape
         if vals.shape[1:] != expected:
             raise SimError(f"set_param('{field}'): values per env must have shape {expected}, "
                            f"got {vals.shape[1:]}")
         for row, i in zip(vals, env_ids.detach().cpu().tolist()):   # randomization events only
-            getattr(self._env_models[i], field)[:] = row
+            model_field(self._env_models[i], field)[:] = row
 
     def close(self) -> None:
         if self._pool is not None:

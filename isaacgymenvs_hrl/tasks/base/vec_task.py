@@ -196,6 +196,13 @@ class VecTask(abc.ABC):
         self.randomize = bool(_get(config, "task.randomize", False))
         self.randomizer = Randomizer(_get(config, "task.randomization_params", {}) or {}, self) \
             if self.randomize else None
+        from .latency import Latency
+        # task.env.latency: action / observation delays (control steps), substep action delay
+        self.latency = Latency.from_task_config(config, self.num_envs, self.device, self.sim_params.substeps)
+        if self.latency is not None and self.latency.has_substep_delay and self.ctrl_ramp_chunks > 1:
+            raise TaskConfigError(f"task.env.latency.substep_delay holds the previous controls for part of the "
+                                  f"period, which replaces the control ramp (ctrlRampChunks={self.ctrl_ramp_chunks}); "
+                                  "set task.env.ctrlRampChunks=1 to use it")
         self.obs_dict = {}
         self.extras = {}
 
@@ -232,11 +239,14 @@ class VecTask(abc.ABC):
                              f"got {tuple(actions.shape)}")
         bad_action = ~torch.isfinite(actions).all(-1)                   # (N,)
         actions = torch.where(bad_action[:, None], torch.zeros_like(actions), actions)
+        if self.latency is not None:
+            actions = self.latency.delay_actions(actions)
         if self.randomizer is not None:
             actions = self.randomizer.noise_actions(actions)
         actions = torch.clamp(actions, -self.clip_actions, self.clip_actions)
 
-        ctrl_from = self.engine.ctrl.clone() if self.ctrl_ramp_chunks > 1 else None
+        substep_delay = self.latency is not None and self.latency.has_substep_delay
+        ctrl_from = self.engine.ctrl.clone() if self.ctrl_ramp_chunks > 1 or substep_delay else None
         self.pre_physics_step(actions)
         for i in range(self.control_freq_inv):
             if self.force_render:
@@ -271,6 +281,9 @@ class VecTask(abc.ABC):
         from ``ctrl_from`` to the new ones in that many pieces, as a robot's trajectory interpolator
         does: a step change of servo targets every control period shakes grasped objects loose."""
         n = self.sim_params.substeps
+        if ctrl_from is not None and self.latency is not None and self.latency.has_substep_delay:
+            self.latency.simulate(self.engine, ctrl_from, self.engine.ctrl.clone(), n)
+            return
         chunks = min(self.ctrl_ramp_chunks, n)
         if ctrl_from is None or chunks <= 1:
             self.engine.step(n)
@@ -284,6 +297,8 @@ class VecTask(abc.ABC):
         """New episodes for ``env_ids``: re-randomize those due, then the task's reset_idx."""
         if self.randomizer is not None:
             self.randomizer.on_reset(env_ids)
+        if self.latency is not None:
+            self.latency.reset(env_ids)
         self.reset_idx(env_ids)
 
     def _observe(self, env_ids: torch.Tensor | None = None) -> None:
@@ -296,6 +311,8 @@ class VecTask(abc.ABC):
         if self.randomizer is not None:
             rows = self.randomizer.noise_observations(rows)
         rows = torch.clamp(rows, -self.clip_obs, self.clip_obs)
+        if self.latency is not None:
+            rows = self.latency.delay_observations(rows, env_ids)
         # a new tensor every time, never written in place: callers keep last step's observation
         if env_ids is None:
             self.obs_processed = rows

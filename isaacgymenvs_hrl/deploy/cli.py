@@ -1,0 +1,86 @@
+"""``hrl-deploy``: an exported policy at a fixed rate against the robot interface (the simulator here).
+
+    hrl-deploy policy=exported/policy.onnx duration_s=10 rate_hz=50
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import isaacgymenvs_hrl  # noqa: F401  (sets MUJOCO_GL before mujoco loads)
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from isaacgymenvs_hrl.errors import UserError, exit_on_user_error
+from isaacgymenvs_hrl.paths import CFG_DIR
+from isaacgymenvs_hrl.utils.config import register_resolvers, to_dict
+
+register_resolvers()
+
+
+def sim_robot(meta: dict, physics_engine: str = "mujoco", latency: dict | None = None,
+              task_overrides: dict | None = None):
+    """One env of the policy's task as the stand-in robot: the training run's config when its
+    config.yaml is still beside the checkpoint, else the project's cfg/task/<task>.yaml."""
+    from isaacgymenvs_hrl.export.run import build_task, read_run_config, run_config_path
+    from isaacgymenvs_hrl.tasks.base.latency import Latency
+
+    from .robot import SimRobot
+
+    ckpt = meta.get("checkpoints", {}).get("policy", {}).get("path")
+    if ckpt and run_config_path(ckpt).is_file():
+        cfg = read_run_config(ckpt)
+    else:
+        from isaacgymenvs_hrl.utils.task_config import load_task_config
+        cfg = {"task_name": meta["task"], "task": load_task_config(meta["task"])}
+    task = build_task(cfg, num_envs=1, physics_engine=physics_engine, task_overrides=task_overrides,
+                      auto_reset=True)
+    lat = Latency(latency, 1, task.device, task.sim_params.substeps, where="latency") if latency else None
+    if lat is not None and lat.has_substep_delay:
+        raise UserError("latency.substep_delay needs the task's physics loop; the stand-in robot delays "
+                        "whole control steps only (action_delay, observation_delay)")
+    return SimRobot(task, lat if lat is not None and lat.enabled else None)
+
+
+@hydra.main(version_base="1.1", config_name="deploy", config_path=str(CFG_DIR))
+@exit_on_user_error
+def main_hydra(cfg: DictConfig) -> None:
+    from isaacgymenvs_hrl.export.runtime import ExportedPolicy
+
+    from .loop import run_loop
+
+    if not cfg.policy:
+        raise UserError("policy= is required: a file written by hrl-export, e.g. policy=exported/policy.onnx")
+    if cfg.robot != "sim":
+        raise UserError(f"robot={cfg.robot}: only the simulator stand-in (robot=sim) ships here; for hardware "
+                        "implement isaacgymenvs_hrl.deploy.RobotInterface and call deploy.run_loop")
+    if int(cfg.torch_threads or 0) > 0:
+        torch.set_num_threads(int(cfg.torch_threads))
+    torch.manual_seed(int(cfg.seed))
+    policy = ExportedPolicy(cfg.policy)
+    rate = float(cfg.rate_hz) if cfg.rate_hz not in ("", None) else float(policy.meta["control"]["rate_hz"])
+    if abs(rate - float(policy.meta["control"]["rate_hz"])) > 1e-6:
+        print(f"note: running at {rate:g} Hz; the policy was trained at {policy.meta['control']['rate_hz']:g} Hz")
+    robot = sim_robot(policy.meta, cfg.physics_engine, to_dict(cfg.latency) or None)
+    ticks = max(1, int(round(float(cfg.duration_s) * rate)))
+    report = run_loop(policy, robot, rate, ticks, spin_s=float(cfg.spin_s))
+    print(report.summary())
+    if robot.returns:
+        print(f"episodes finished: {len(robot.returns)}, mean return {sum(robot.returns) / len(robot.returns):.2f}")
+    if cfg.report:
+        from isaacgymenvs_hrl.utils.atomic import commit, tmp_path
+        path = Path(cfg.report)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_path(path)
+        tmp.write_text(json.dumps({**report.to_dict(), "policy": str(cfg.policy)}, indent=2) + "\n")
+        commit(tmp, path)
+        print(f"wrote {path}")
+
+
+def main() -> None:
+    main_hydra()
+
+
+if __name__ == "__main__":
+    main()
