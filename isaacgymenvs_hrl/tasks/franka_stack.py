@@ -371,19 +371,15 @@ def stack_reward(pos: torch.Tensor, hh: torch.Tensor, hw: torch.Tensor, ee_pos: 
     # a placed object counts as reached, grasped and lifted, so letting go over the target (which
     # success needs) costs no reward; without this it cost 0.5 of the 1.1 per step of holding it there
     if reward_type == "dense":
-        # two-scale kernels: a wide one still has a slope from the home pose (~0.45 m away; measured,
-        # 1 - tanh(10 d) alone paid 0.0005 per step there and PPO got no signal), a narrow one for precision
+        # two-scale kernels: the wide one keeps a slope at the home pose (~0.45 m away), the narrow
+        # one pays precision (docs/manipulation.md, "Reward design")
         lift_frac = torch.clamp((obj[:, 2] - obj_hh) / 0.05, 0.0, 1.0)
         reach = 1.0 - 0.5 * (torch.tanh(3.0 * d_reach) + torch.tanh(15.0 * d_reach))
         place = 1.0 - 0.5 * (torch.tanh(3.0 * d_place) + torch.tanh(15.0 * d_place))
         done = placed.float()
-        # release, once placed: commanding the fingers open and backing the hand off to
-        # release_distance. Measured: without it the PPO policy placed the cube and kept the gripper
-        # closed (action -1.05 on every placed step), so it never saw success. It pays the command,
-        # not the finger opening: fingers blocked by the object do not move until the command passes
-        # the object's width, which gave PPO no slope from a closed grip (mean action -1.03).
-        # (two halves, each capped: one capped sum paid a fully open command in full at half the
-        # distance, so backing off the last 3 cm to success earned nothing more)
+        # release, once placed: half for commanding the fingers open (the command, not the opening,
+        # which an object blocks), half for backing the hand off to release_distance, each capped
+        # (docs/manipulation.md, "Reward design")
         release = 0.5 * (grip_command + torch.clamp(d_reach / release_distance, 0.0, 1.0)) * done
         stage = torch.stack([torch.maximum(reach, done), torch.maximum(grasped.float(), done),
                              torch.maximum(lift_frac * grasped.float(), done),

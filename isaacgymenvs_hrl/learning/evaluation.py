@@ -1,0 +1,142 @@
+"""What a trained policy does, in the task's own terms: a deterministic rollout of the untrained and
+the trained policy side by side (falls, targets reached, tracking errors per episode), printed at
+the end of ``hrl-train eval_summary=True``, with an MP4 of the trained one.
+
+Both rollouts start every env from a reset and run one episode length (``max_episode_length``
+steps of the env: macro steps for a hierarchical task). Every episode that ends inside that window
+counts: falls are terminations that are not time-outs, the other columns are the task's own
+``extras["episode"]`` scalars averaged over those episodes; ``falls_per_env`` divides by the
+number of envs.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def build_network(params: dict, num_obs: int, num_actions: int):
+    """The rl-games actor-critic of a train config's ``params``, freshly initialised."""
+    from rl_games.algos_torch.model_builder import ModelBuilder
+    return ModelBuilder().load(params).build({
+        "actions_num": num_actions, "input_shape": (num_obs,), "num_seqs": 1, "value_size": 1,
+        "normalize_value": params["config"].get("normalize_value", False),
+        "normalize_input": params["config"].get("normalize_input", False)})
+
+
+def deterministic_actor(net):
+    net.eval()
+
+    @torch.no_grad()
+    def act(obs):
+        return net({"is_train": False, "prev_actions": None, "obs": obs, "rnn_states": None})["mus"]
+    return act
+
+
+@torch.no_grad()
+def rollout_summary(env, act, steps: int | None = None, frame=None) -> dict:
+    """Run ``act(obs) -> actions`` (clipped to the action space) for ``steps`` env steps from a reset;
+    ``frame()`` after every step (video). Returns per-episode and per-env statistics."""
+    steps = int(steps or env.max_episode_length)
+    n = env.num_envs
+    obs = env.reset()["obs"]
+    ep_return = torch.zeros(n)
+    total = {"episodes": 0, "falls": 0.0, "return": 0.0, "length": 0.0}
+    sums, length = {}, torch.zeros(n)
+    for _ in range(steps):
+        actions = act(obs)
+        if not getattr(env, "discrete", False):
+            actions = actions.clamp(-1.0, 1.0)
+        obs_dict, rew, done, extras = env.step(actions)
+        obs = obs_dict["obs"]
+        if frame is not None:
+            frame()
+        ep_return += rew.cpu()
+        length += 1
+        done = done.cpu().bool()
+        k = int(done.sum())
+        if k:
+            timeout = extras["time_outs"].cpu().bool()
+            total["episodes"] += k
+            total["falls"] += float((done & ~timeout).sum())
+            total["return"] += float(ep_return[done].sum())
+            total["length"] += float(length[done].sum())
+            ep_return[done], length[done] = 0.0, 0.0
+            for key, v in (extras.get("episode") or {}).items():
+                if torch.is_tensor(v) and v.numel() == 1 and not key.startswith("rew_"):
+                    sums[key] = sums.get(key, 0.0) + float(v) * k
+    e = max(total["episodes"], 1)
+    out = {"episodes": total["episodes"], "falls_per_episode": total["falls"] / e,
+           "return_per_episode": total["return"] / e, "length_per_episode": total["length"] / e,
+           "falls_per_env": total["falls"] / n}
+    for key, s in sums.items():
+        if key != "episode_length":                 # the same as length_per_episode, in control steps
+            out[f"{key}_per_episode"] = s / e
+    return out
+
+
+def format_summary(before: dict, after: dict, steps: int, dt: float) -> str:
+    keys = [k for k in after if k != "episodes" and k in before]
+    width = max(len(k) for k in keys)
+    lines = [f"What the policy does (deterministic, every env from a reset, {steps} steps = {steps * dt:.0f} s):",
+             f"  {'':<{width}}  {'untrained':>10}  {'trained':>10}",
+             f"  {'episodes ended':<{width}}  {before['episodes']:>10d}  {after['episodes']:>10d}"]
+    lines += [f"  {k:<{width}}  {before[k]:>10.3f}  {after[k]:>10.3f}" for k in keys]
+    return "\n".join(lines)
+
+
+def latest_checkpoint(run_dir) -> str | None:
+    from pathlib import Path
+    files = sorted(Path(run_dir, "nn").glob("*.pth"), key=lambda p: p.stat().st_mtime)
+    return str(files[-1]) if files else None
+
+
+def summarize_run(make_env, params: dict, run_dir: str, seed: int, video: bool = True, log=print) -> dict:
+    """Untrained vs trained policy of a finished ``hrl-train`` run (the newest checkpoint in nn/):
+    prints the table, writes ``eval_summary.json`` and, with a GL context, ``videos/trained.mp4``."""
+    import json
+    import os
+
+    from .checkpoints import load_checkpoint
+    ckpt_path = latest_checkpoint(run_dir)
+    if ckpt_path is None:
+        log("no checkpoint in the run folder: nothing to summarize")
+        return {}
+    env = make_env()
+    discrete = getattr(env.action_space, "n", None) is not None
+    env.discrete = discrete
+    num_actions = int(env.action_space.n) if discrete else int(env.action_space.shape[0])
+    num_obs = int(env.observation_space.shape[0])
+    torch.manual_seed(seed)
+    untrained = build_network(params, num_obs, num_actions)
+    trained = build_network(params, num_obs, num_actions)
+    state = load_checkpoint(ckpt_path)["model"]
+    trained.load_state_dict({k.replace("_orig_mod.", ""): v for k, v in state.items()})
+    steps = int(env.max_episode_length)
+    to_action = (lambda logits: logits.argmax(-1)) if discrete else (lambda mu: mu)
+    acts = {name: (lambda net: (lambda obs: to_action(deterministic_actor(net)(obs))))(net)
+            for name, net in (("untrained", untrained), ("trained", trained))}
+    before = rollout_summary(env, acts["untrained"], steps)
+    frames, frame = [], None
+    task = getattr(env, "task", env)
+    renderer = None
+    if video:
+        try:
+            from ..skills.rollout_videos import FastRenderer
+            renderer = FastRenderer(task, 320, 240)
+            frame = lambda: frames.append(renderer(0))
+        except Exception as exc:               # no GL: the numbers still matter
+            log(f"(no video: {type(exc).__name__}: {str(exc).splitlines()[0]})")
+    after = rollout_summary(env, acts["trained"], steps, frame)
+    dt = float(getattr(env, "dt", 0.0))
+    log("\n" + format_summary(before, after, steps, dt))
+    result = {"checkpoint": ckpt_path, "steps": steps, "untrained": before, "trained": after}
+    if frames:
+        from ..skills.rollout_videos import write_mp4
+        path = write_mp4(os.path.join(run_dir, "videos", "trained.mp4"), frames, max(1, int(round(1 / dt))))
+        result["video"] = str(path)
+        log(f"video of env 0 under the trained policy: {path}")
+    if renderer is not None:
+        renderer.close()
+    with open(os.path.join(run_dir, "eval_summary.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    env.close()
+    return result
