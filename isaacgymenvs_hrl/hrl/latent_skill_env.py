@@ -22,6 +22,7 @@ import torch
 from gymnasium import spaces
 
 from ..errors import UserError
+from ..tasks.base.vec_task import named_slices
 from .llc import LowLevelController
 from .llc_checkpoint import validate_llc_for_task
 
@@ -45,12 +46,9 @@ class LatentSkillEnv:
         self.reward_mode, self.llc_gamma = reward, float(llc_gamma)
         self.hl_obs_names = list(hl_obs or task.obs_slices)
         self.num_envs, self.device, self.rl_device = task.num_envs, task.device, task.rl_device
-        self.obs_slices, start = {}, 0
-        for name in self.hl_obs_names:
-            size = task.obs_slices[name].stop - task.obs_slices[name].start
-            self.obs_slices[name] = slice(start, start + size)
-            start += size
-        self.num_obs, self.num_states = start, 0
+        sizes = task.spec.obs_sizes()
+        self.obs_slices, self.num_obs = named_slices({name: sizes[name] for name in self.hl_obs_names})
+        self.num_states = 0
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.num_obs,), dtype=np.float32)
         self.action_space = llc.hl_action_space(mode)
         self.num_actions = 1 if mode == "discrete" else int(self.action_space.shape[0])

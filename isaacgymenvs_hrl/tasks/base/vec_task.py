@@ -49,6 +49,15 @@ def body_group(model, body_ids, device) -> dict:
             "joint": pick(model.jnt_bodyid), "dof": pick(model.dof_bodyid)}
 
 
+def named_slices(layout) -> tuple["OrderedDict[str, slice]", int]:
+    """{name: slice} of a layout {name: size} laid end to end, and the total size."""
+    slices, start = OrderedDict(), 0
+    for name, size in layout.items():
+        slices[name] = slice(start, start + int(size))
+        start += int(size)
+    return slices, start
+
+
 def _get(cfg: dict, path: str, default=None, required: bool = False):
     node = cfg
     for key in path.split("."):
@@ -165,20 +174,10 @@ class VecTask(abc.ABC):
                                             self.sim_params, sim_device=self.device,
                                             configure_model=self.configure_model)
 
-        self.obs_slices = OrderedDict()
-        start = 0
-        for name, size in self.obs_layout().items():
-            self.obs_slices[name] = slice(start, start + int(size))
-            start += int(size)
-        self.num_obs = start
+        self.obs_slices, self.num_obs = named_slices(self.obs_layout())
         self.num_actions = self.num_actions_from_model()
         # numStates comes from the task; an IsaacGymEnvs config's own value is ignored
-        self.state_slices = OrderedDict()
-        start = 0
-        for name, size in self.state_layout().items():
-            self.state_slices[name] = slice(start, start + int(size))
-            start += int(size)
-        self.num_states = start
+        self.state_slices, self.num_states = named_slices(self.state_layout())
         self.spec = TaskSpec(
             name=type(self).__name__, task_family=self.task_family, control_type=self.control_type,
             control_dt=float(self.dt), action_dim=int(self.num_actions),
