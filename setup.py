@@ -27,12 +27,15 @@ setup(
         "tqdm",
         "pyyaml",
     ],
-    extras_require={"test": ["pytest"], "export": ["onnx", "onnxruntime"]},
+    # test: onnx/onnxruntime so that the export parity tests run, not skip
+    extras_require={"test": ["pytest", "onnx", "onnxruntime"], "export": ["onnx", "onnxruntime"]},
     entry_points={"console_scripts": [
         "hrl-train=isaacgymenvs_hrl.train:main",
         "hrl-collect=isaacgymenvs_hrl.collect:main",
         "hrl-skills=isaacgymenvs_hrl.skills_cli:main",
         "hrl-import-dataset=isaacgymenvs_hrl.datasets.importers:main",
         "hrl-library=isaacgymenvs_hrl.hrl.library:main",
+        "hrl-export=isaacgymenvs_hrl.export.cli:main",
+        "hrl-deploy=isaacgymenvs_hrl.deploy.cli:main",
     ]},
 )

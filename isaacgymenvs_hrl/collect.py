@@ -31,7 +31,10 @@ def load_rlgames_policy(checkpoint: str, num_obs: int, num_actions: int, device:
     ckpt_path = Path(checkpoint)
     if not ckpt_path.is_file():
         raise UserError(f"policy checkpoint not found: {checkpoint}")
-    run_cfg = ckpt_path.parent.parent / "config.yaml"
+    # a skill library policy keeps its run config beside it (<name>.yaml); a run's is next to nn/
+    run_cfg = ckpt_path.with_suffix(".yaml")
+    if not run_cfg.is_file():
+        run_cfg = ckpt_path.parent.parent / "config.yaml"
     if not run_cfg.is_file():
         raise UserError(f"{run_cfg} not found: hrl-collect reads the network of policy={checkpoint} from "
                         "the config.yaml that hrl-train writes next to nn/")
@@ -40,13 +43,12 @@ def load_rlgames_policy(checkpoint: str, num_obs: int, num_actions: int, device:
         "actions_num": num_actions, "input_shape": (num_obs,), "num_seqs": 1, "value_size": 1,
         "normalize_value": params["config"].get("normalize_value", False),
         "normalize_input": params["config"].get("normalize_input", False)})
-    state = torch.load(ckpt_path, map_location=device, weights_only=False)["model"]
-    state = {k.replace("_orig_mod.", ""): v for k, v in state.items()}
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UserError(f"policy={checkpoint} does not fit this task ({num_obs} observations, "
-                        f"{num_actions} actions): {str(exc).splitlines()[0]}") from None
+    from isaacgymenvs_hrl.learning.checkpoints import check_fits, load_checkpoint, require_parts
+    ckpt = load_checkpoint(ckpt_path, key="policy")          # weights only: a pickled payload is refused
+    require_parts(ckpt, ("model",), ckpt_path, key="policy")
+    check_fits(net, ckpt["model"], ckpt_path, "model", key="policy",
+               hint=f"; this task has {num_obs} observations and {num_actions} actions")
+    net.load_state_dict(ckpt["model"])
     net.to(device).eval()
 
     @torch.no_grad()
@@ -115,8 +117,17 @@ def main_hydra(cfg: DictConfig) -> None:
 
     if cfg.task_name not in isaacgym_task_map:
         raise UserError(f"unknown task '{cfg.task_name}'; available: {', '.join(sorted(isaacgym_task_map))}")
-    if int(cfg.num_episodes) <= 0:
-        raise UserError(f"num_episodes must be positive, got {cfg.num_episodes}")
+    for key, kind, low in (("num_episodes", int, 1), ("num_envs", int, 1), ("noise", float, 0.0)):
+        try:
+            ok = kind(cfg[key]) >= low and not isinstance(cfg[key], bool)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok or (kind is int and float(cfg[key]) != int(cfg[key])):
+            what = "a positive integer" if kind is int else "a number >= 0"
+            raise UserError(f"{key} must be {what}, got {cfg[key]!r}")
+    from isaacgymenvs_hrl.utils.atomic import check_writable, remove_stale_tmp
+    output = check_writable(cfg.output, "output", example=f"{cfg.task_name}.hdf5")   # before any rollout
+    remove_stale_tmp(output.parent)
     seed = set_seed(cfg.seed, cfg.torch_deterministic)
     if int(cfg.get("torch_threads", 0) or 0) > 0:
         torch.set_num_threads(int(cfg.torch_threads))
@@ -129,17 +140,15 @@ def main_hydra(cfg: DictConfig) -> None:
         from isaacgymenvs_hrl.experts import make_expert
         policy, noise = make_expert(task, noise, seed), 0.0
     else:
+        from isaacgymenvs_hrl.hrl.library import resolve
         policy = None if cfg.policy == "random" else load_rlgames_policy(
-            cfg.policy, task.num_obs, task.num_actions, cfg.rl_device)
+            str(resolve(cfg.policy, kind="policy")), task.num_obs, task.num_actions, cfg.rl_device)
     t0 = time.time()
     data = collect(task, policy, int(cfg.num_episodes), noise, bool(cfg.deterministic))
     elapsed = time.time() - t0
-    meta = {"task": cfg.task_name, "obs_layout": [[k, s.stop - s.start] for k, s in task.obs_slices.items()],
-            "control_dt": task.dt, "control_type": getattr(task, "control_type", None),
-            "task_family": getattr(task, "task_family", None), "num_actions": task.num_actions,
-            "policy": str(cfg.policy), "noise": float(cfg.noise), "task_config": task_cfg,
+    meta = {**task.spec.dataset_meta(), "policy": str(cfg.policy), "noise": float(cfg.noise), "task_config": task_cfg,
             **provenance(seed=seed)}
-    path = write_dataset(cfg.output, data, meta)
+    path = write_dataset(output, data, meta)
     episodes = int(data["terminals"].sum() + data["timeouts"].sum())
     print(f"wrote {path}: {len(data['actions'])} steps, {episodes} episodes, mean return "
           f"{data['rewards'].sum() / max(episodes, 1):.2f}, {elapsed:.1f} s")

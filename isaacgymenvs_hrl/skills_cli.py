@@ -205,12 +205,98 @@ def exploration_reporter(cfg: DictConfig, meta: dict, output: str, log=print):
 
 
 def make_config(cls, params: dict):
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(params) - known)
+    """The algorithm's config dataclass, each value checked against its field's type (and epochs >= 1)."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(params) - set(known))
     if unknown:
-        raise UserError(f"skills config: unknown field(s) {unknown} for {cls.__name__}; known fields: "
-                        f"{sorted(known)}")
+        import difflib
+        near = {u: difflib.get_close_matches(u, sorted(known), n=1) for u in unknown}
+        hint = "; ".join(f"skills.{u}: did you mean skills.{m[0]}?" for u, m in near.items() if m)
+        raise UserError(f"skills config: unknown field(s) {unknown} for {cls.__name__}"
+                        + (f" ({hint})" if hint else f"; known fields: {sorted(known)}"))
+    for name, value in params.items():
+        _check_field(name, value, str(known[name].type))
     return cls(**params)
+
+
+def _check_field(name: str, value, annotation: str) -> None:
+    from isaacgymenvs_hrl.utils.config import as_bool, as_float, as_int
+    key = f"skills.{name}"
+    kind = annotation.replace("typing.", "").split("[")[0].strip()
+    if kind == "int":
+        as_int(value, key, low=1 if name in ("epochs", "batch_size") else None)
+    elif kind == "float" and name in ("lr", "learning_rate"):
+        as_float(value, key, low=0.0, low_open=True, high=1.0)
+    elif kind == "float":
+        as_float(value, key)
+    elif kind == "bool":
+        as_bool(value, key)
+    elif kind in ("list", "tuple", "List", "Tuple", "Sequence") and not isinstance(value, (list, tuple)):
+        raise UserError(f"{key} must be a list, e.g. {key}=[64,64], got {value!r}")
+
+
+def _snapshot(paths) -> dict:
+    """Hard links of the files a run will replace, so a failed or diverged run can put them back."""
+    from isaacgymenvs_hrl.utils.atomic import pid_alive
+    kept = {}
+    for path in paths:
+        path = Path(path)
+        for old in path.parent.glob(path.name + ".prev.*") if path.parent.is_dir() else []:
+            pid = old.name.rsplit(".", 1)[-1]
+            if pid.isdigit() and not pid_alive(int(pid)):      # a killed run's snapshot
+                if path.exists():
+                    old.unlink()
+                else:
+                    os.replace(old, path)
+                    print(f"note: restored {path} from {old.name}, left by a run that was killed")
+        if path.is_file():
+            prev = path.with_name(f"{path.name}.prev.{os.getpid()}")
+            if prev.exists():
+                prev.unlink()
+            try:
+                os.link(path, prev)
+            except OSError:
+                shutil.copy2(path, prev)
+            kept[path] = prev
+    return kept
+
+
+def _restore(kept: dict) -> None:
+    for path, prev in kept.items():
+        if path.exists() and os.path.samefile(prev, path):    # untouched (rename of a hard link is a no-op)
+            prev.unlink()
+        else:
+            os.replace(prev, path)
+
+
+def _release(kept: dict) -> None:
+    for prev in kept.values():
+        if prev.exists():
+            prev.unlink()
+
+
+def check_llc_output(output: str) -> None:
+    """The new LLC must load (finite weights) and have finite, positive normalizers."""
+    import torch
+
+    from isaacgymenvs_hrl.hrl import load_llc
+    llc = load_llc(output)
+    for name, buf in llc.named_buffers():
+        if buf.is_floating_point() and not torch.isfinite(buf).all():
+            raise UserError(f"training produced an LLC whose {name} holds NaN or infinite values (the data or "
+                            "the optimisation diverged)")
+        if name.endswith("std") and buf.numel() and (buf <= 0).any():
+            raise UserError(f"training produced an LLC whose {name} has zero or negative entries (a constant "
+                            "observation column?); its actions would be NaN")
+
+
+def check_metrics(metrics: dict) -> None:
+    """A final loss that is NaN or infinite means the fit diverged, whatever the weights look like."""
+    import math
+    bad = {k: v for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        raise UserError(f"training diverged ({', '.join(f'{k}={v}' for k, v in bad.items())}): the LLC would "
+                        "produce NaN or meaningless actions; check the dataset's value ranges or lower skills.lr")
 
 
 def _warn_on_conflicting_choice() -> None:
@@ -241,8 +327,57 @@ def _train(cfg: DictConfig, dist) -> None:
         torch.set_num_threads(int(cfg.torch_threads))
     if dist.is_main:
         _warn_on_conflicting_choice()
+    from omegaconf import OmegaConf
+
+    from isaacgymenvs_hrl.utils.atomic import check_writable, remove_stale_tmp
+    if OmegaConf.is_missing(cfg, "dataset") or not cfg.dataset:
+        raise UserError("dataset= is required: hrl-skills algo=bc dataset=PATH/TO/data.hdf5 output=llcs/x.llc.pt "
+                        "(make one with hrl-collect or hrl-import-dataset)")
+    output = check_writable(cfg.output, "output", example="skill.llc.pt")       # before any training
+    remove_stale_tmp(output.parent)
     algo = cfg.skills.algo
     params = {k: v for k, v in to_dict(cfg.skills).items() if k != "algo"}
+    if algo != "bc" and algo not in ALGORITHMS:
+        raise UserError(f"skills algorithm '{algo}' is not implemented; available: {['bc', *ALGORITHMS]}")
+    targets = [output]
+    if algo == "ldse":
+        from isaacgymenvs_hrl.skills.ldse import encoder_path
+        targets.append(encoder_path(output))
+    kept = _snapshot(targets) if dist.is_main else {}
+    try:
+        result, meta = _fit(cfg, dist, algo, params)
+        if dist.is_main:
+            check_llc_output(cfg.output)
+            check_metrics(result.get("metrics") or {})
+    except BaseException as exc:
+        if dist.is_main:
+            for path in targets:              # what this run wrote is not valid: put back or remove
+                if path not in kept and path.exists():
+                    path.unlink()
+            _restore(kept)
+            if isinstance(exc, UserError) and kept:
+                raise UserError(f"{exc}; the previous {cfg.output} was kept") from None
+        raise
+    _release(kept)
+    if dist.enabled:
+        print(f"rank {dist.rank}/{dist.world_size}: parameters sha256 {result.get('param_digest')}", flush=True)
+    if not dist.is_main:
+        return
+    report = Path(cfg.report_dir or str(Path(cfg.output).with_suffix("")) + "_report")
+    section = exploration_reporter(cfg, meta, cfg.output, log=print)
+    try:
+        write_report(report, result, cfg.output, video_recorder(cfg, meta, result, cfg.output, log=print),
+                     [section] if section else [])
+    except Exception as exc:             # the LLC is written and checked; a report problem must not lose it
+        print(f"warning: the report {report}/ could not be written ({type(exc).__name__}: {exc}); "
+              f"{cfg.output} is complete")
+        print(f"wrote {cfg.output} ({result['metrics']})")
+        return
+    print(f"wrote {cfg.output} and {report}/ ({result['metrics']})")
+
+
+def _fit(cfg: DictConfig, dist, algo: str, params: dict):
+    """Load the dataset and train ``algo``; the algorithm writes the LLC to ``cfg.output``."""
     log = tqdm.write if dist.is_main else (lambda *_: None)
     if algo == "bc":
         from isaacgymenvs_hrl.skills.bc import BCConfig, train_bc
@@ -260,15 +395,7 @@ def _train(cfg: DictConfig, dist) -> None:
     else:
         raise UserError(f"skills algorithm '{algo}' is not implemented; available: "
                         f"{['bc', *ALGORITHMS]}")
-    if dist.enabled:
-        print(f"rank {dist.rank}/{dist.world_size}: parameters sha256 {result.get('param_digest')}", flush=True)
-    if not dist.is_main:
-        return
-    report = Path(cfg.report_dir or str(Path(cfg.output).with_suffix("")) + "_report")
-    section = exploration_reporter(cfg, meta, cfg.output, log=print)
-    write_report(report, result, cfg.output, video_recorder(cfg, meta, result, cfg.output, log=print),
-                 [section] if section else [])
-    print(f"wrote {cfg.output} and {report}/ ({result['metrics']})")
+    return result, meta
 
 
 def main() -> None:

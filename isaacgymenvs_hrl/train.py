@@ -4,12 +4,15 @@
     hrl-train task=HumanoidLocomotion test=True checkpoint=runs/.../nn/HumanoidLocomotion.pth
     hrl-train hydra.searchpath=[file:///path/to/isaacgymenvs/cfg] train=HumanoidPPO ...
 
-Hydra is read here, once; library code gets plain dicts and arguments.
+Hydra is read here, once: ``validate`` resolves the config into plain dicts and checks every value
+before anything is built; library code gets plain dicts and arguments.
 """
 from __future__ import annotations
 
 import os
+import shutil
 from datetime import datetime
+from pathlib import Path
 
 import isaacgymenvs_hrl  # noqa: F401  (sets MUJOCO_GL before mujoco loads)
 import hydra
@@ -19,43 +22,77 @@ from omegaconf import DictConfig, OmegaConf
 from isaacgymenvs_hrl.errors import UserError, exit_on_user_error
 from isaacgymenvs_hrl.paths import CFG_DIR
 from isaacgymenvs_hrl.sim import ENGINES, ISAAC_GYM_ENGINES
-from isaacgymenvs_hrl.utils.config import register_resolvers, to_dict
+from isaacgymenvs_hrl.utils.config import (as_bool, as_float, as_int, check_device, check_seed,
+                                           check_task_cfg, register_resolvers, resolve)
 
 register_resolvers()
 
+BOOL_KEYS = ("test", "headless", "multi_gpu", "capture_video", "torch_deterministic", "wandb_activate",
+             "force_render", "eval_summary")
 
-def validate(cfg: DictConfig) -> None:
-    """Catch bad settings before anything is built, with the key and the fix in the message."""
+
+def validate(cfg: DictConfig) -> dict:
+    """Check every setting before anything is built; returns the resolved config as plain dicts.
+
+    Each bad value raises one ``UserError`` naming the key, the value and what is allowed."""
+    from isaacgymenvs_hrl.learning.compat import check_train_cfg
     from isaacgymenvs_hrl.tasks import isaacgym_task_map
 
-    if cfg.task_name not in isaacgym_task_map:
-        raise UserError(f"task '{cfg.task_name}' has no implementation here; available: "
-                        f"{', '.join(sorted(isaacgym_task_map))}")
-    engine = cfg.physics_engine
+    for key in ("task", "train"):
+        if key not in cfg or cfg[key] is None:
+            raise UserError(f"the config has no '{key}' section; pick one with {key}=<name>")
+    # top-level keys first, so that e.g. max_iterations=abc is named as such (not as max_epochs)
+    for key in BOOL_KEYS:
+        if key in cfg:
+            as_bool(cfg[key], key)
+    check_seed(cfg.get("seed", 42))
+    as_int(cfg.get("max_iterations", ""), "max_iterations", low=1, allow_empty=True,
+           hint=" ('' = the train config's max_epochs)")
+    as_int(cfg.get("num_envs", ""), "num_envs", low=1, allow_empty=True)
+    for key in ("num_threads", "torch_threads"):
+        as_int(cfg.get(key, 0), key, low=0)
+    for key in ("capture_video_freq", "capture_video_len"):
+        as_int(cfg.get(key, 1), key, low=1)
+    as_int(cfg.get("graphics_device_id", 0), "graphics_device_id", low=-1)
+    if cfg.get("sigma", "") != "":
+        as_float(cfg.sigma, "sigma", hint=" (the log-std to set on a restored fixed-sigma network)")
+    pbt = cfg.get("pbt") or {}
+    if isinstance(pbt, DictConfig) and pbt.get("enabled", False):
+        raise UserError("pbt.enabled=True: IsaacGymEnvs' population-based training is not implemented here; "
+                        "drop pbt=... (or set pbt.enabled=False) and run one hrl-train per configuration")
+    engine = cfg.get("physics_engine", "mujoco")
     if engine in ISAAC_GYM_ENGINES:
         raise UserError(f"physics_engine={engine} needs Isaac Gym, which is not supported (Python 3.6-3.8 "
                         "only, on no package registry). Use physics_engine=mujoco (default, CPU) or "
                         "physics_engine=mjwarp (MuJoCo Warp, GPU).")
     if engine not in ENGINES:
         raise UserError(f"unknown physics_engine '{engine}': choose one of {', '.join(ENGINES)}")
-    num_envs = cfg.task.env.numEnvs
-    if not isinstance(num_envs, int) or num_envs <= 0:
-        raise UserError(f"num_envs must be a positive integer, got {num_envs!r}")
     for key in ("sim_device", "rl_device"):
-        if str(cfg[key]).startswith("cuda") and not torch.cuda.is_available():
-            raise UserError(f"{key}={cfg[key]} but no CUDA device is available; use {key}=cpu")
+        check_device(cfg.get(key, "cpu"), key)
     if cfg.multi_gpu and torch.cuda.device_count() < 1:
         raise UserError("multi_gpu=True follows rl-games (torchrun, one GPU per process, NCCL) and needs "
                         "CUDA GPUs; none are available here. Drop multi_gpu=True, or on a GPU machine run "
                         "torchrun --standalone --nproc_per_node=NUM_GPUS -m isaacgymenvs_hrl.train multi_gpu=True ...")
-    if cfg.test and not cfg.checkpoint:
+
+    c = resolve(cfg)
+    task_name = c["task"].get("name") if isinstance(c["task"], dict) else None
+    if task_name not in isaacgym_task_map:
+        raise UserError(f"task '{task_name}' has no implementation here; available: "
+                        f"{', '.join(sorted(isaacgym_task_map))}")
+    check_task_cfg(c["task"])
+
+    if c["test"] and not c["checkpoint"]:
         raise UserError("test=True plays a trained policy: give it with checkpoint=PATH/TO/model.pth")
-    if cfg.checkpoint and not os.path.isfile(cfg.checkpoint):
-        raise UserError(f"checkpoint file not found: {cfg.checkpoint}")
-    llc_cfg = cfg.task.env.get("llc") or {}
+    if c["checkpoint"]:
+        if not os.path.isfile(c["checkpoint"]):
+            raise UserError(f"checkpoint file not found: {c['checkpoint']}")
+        from isaacgymenvs_hrl.learning.checkpoints import load_checkpoint
+        load_checkpoint(c["checkpoint"])                  # weights only: a payload is refused here
+    llc_cfg = c["task"]["env"].get("llc") or {}
+    algo = ((c["train"].get("params") or {}).get("algo") or {}).get("name")
     if llc_cfg.get("checkpoint"):
         from isaacgymenvs_hrl.hrl import MODES
-        mode, algo = llc_cfg.get("mode", "continuous"), cfg.train.params.algo.name
+        mode = llc_cfg.get("mode", "continuous")
         if mode not in MODES:
             raise UserError(f"task.env.llc.mode must be one of {', '.join(MODES)}, got '{mode}'")
         needed = {"discrete": "a2c_discrete", "mixture": "hrl_mixture"}.get(mode, "a2c_continuous")
@@ -63,40 +100,58 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"task.env.llc.mode={mode} needs train.params.algo.name={needed}, the train "
                             f"config has {algo}; pick a matching train config (e.g. train=HRLDiscretePPO "
                             "for discrete skills, train=HRLMixturePPO for mixtures)")
-    conf = cfg.train.params.config
-    if not cfg.test and "minibatch_size" in conf:
-        batch = num_envs * int(conf.horizon_length) * int(cfg.task.env.get("numAgents", 1))
-        if batch % int(conf.minibatch_size) != 0:
-            raise UserError(
-                f"rl-games needs num_envs * horizon_length ({num_envs} * {conf.horizon_length} = {batch}) "
-                f"to be a multiple of train.params.config.minibatch_size ({conf.minibatch_size}); change "
-                f"num_envs or set train.params.config.minibatch_size to a divisor of {batch}")
+    num_agents = as_int(c["task"]["env"].get("numAgents", 1), "task.env.numAgents", low=1)
+    check_train_cfg(c["train"], num_envs=int(c["task"]["env"]["numEnvs"]), num_agents=num_agents,
+                    test=c["test"])
+    return c
 
 
-def run(cfg: DictConfig) -> None:
-    from rl_games.common.algo_observer import IsaacAlgoObserver
+def _hydra_overrides() -> list:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        return list(HydraConfig.get().overrides.task)
+    except Exception:             # composed outside @hydra.main (tests, scripts)
+        return []
+
+
+def run(cfg: DictConfig, overrides: list | None = None) -> None:
     from rl_games.torch_runner import Runner
 
+    from isaacgymenvs_hrl.learning.compat import prepare_rlgames_config, warn_unknown_added_keys
+    from isaacgymenvs_hrl.learning.observer import HealthObserver
     from isaacgymenvs_hrl.learning.rlgames_env import register_agents, register_env
     from isaacgymenvs_hrl.tasks import isaacgym_task_map
+    from isaacgymenvs_hrl.utils.atomic import remove_stale_tmp
     from isaacgymenvs_hrl.utils.seeding import set_seed
 
-    validate(cfg)
+    c = validate(cfg)
+    task_cfg = c["task"]
+    task_class = isaacgym_task_map[task_cfg["name"]]
+    overrides = overrides if overrides is not None else _hydra_overrides()
+    for line in warn_unknown_added_keys(overrides, c, task_class):
+        print(f"warning: {line}")
     rank = int(os.getenv("LOCAL_RANK", "0"))
-    if cfg.multi_gpu:
-        cfg.sim_device = cfg.rl_device = f"cuda:{rank}"
-    cfg.seed = set_seed(cfg.seed, torch_deterministic=cfg.torch_deterministic, rank=rank)
-    if int(cfg.get("torch_threads", 0) or 0) > 0:
-        torch.set_num_threads(int(cfg.torch_threads))
+    sim_device, rl_device = c["sim_device"], c["rl_device"]
+    if c["multi_gpu"]:
+        sim_device = rl_device = f"cuda:{rank}"
+    seed = set_seed(c["seed"], torch_deterministic=c["torch_deterministic"], rank=rank)
+    c["seed"] = seed
+    if int(c.get("torch_threads", 0) or 0) > 0:
+        torch.set_num_threads(int(c["torch_threads"]))
 
-    name = cfg.train.params.config.name
+    rlg_config = c["train"]
+    conf = rlg_config["params"]["config"]
+    name = conf["name"]
     run_name = f"{name}_{datetime.now():%Y-%m-%d_%H-%M-%S}"
-    cfg.train.params.config.full_experiment_name = run_name
-    run_dir = os.path.join(cfg.train.params.config.get("train_dir", "runs"), run_name)
+    run_dir = Path(conf.get("train_dir", "runs")) / run_name
+    prepare_rlgames_config(rlg_config, run_name=run_name, seed=seed, rl_device=rl_device,
+                           max_iterations=as_int(c["max_iterations"], "max_iterations", low=1, allow_empty=True),
+                           test=c["test"], num_envs=int(task_cfg["env"]["numEnvs"]),
+                           torch_threads=int(c.get("torch_threads", 0) or 0),
+                           games_from_cli=any("player.games_num=" in str(o) for o in overrides))
+    if c["checkpoint"]:
+        remove_stale_tmp(Path(c["checkpoint"]).parent)
 
-    task_cfg = to_dict(cfg.task)
-    task_class = isaacgym_task_map[cfg.task_name]
-    rlg_config = to_dict(cfg.train)
     llc_cfg = task_cfg["env"].get("llc") or {}
     llc = None
     if llc_cfg.get("checkpoint"):
@@ -106,53 +161,63 @@ def run(cfg: DictConfig) -> None:
         if llc_cfg.get("reward", "mean") == "smdp":
             gamma = float(llc_cfg.get("gamma", 0.99)) ** steps
             print(f"SMDP rewards: high-level gamma = {llc_cfg.get('gamma', 0.99)}^{steps} = {gamma:.5f}")
-            rlg_config["params"]["config"]["gamma"] = gamma
+            conf["gamma"] = gamma
 
     def make_env():
-        env = task_class(cfg=task_cfg, rl_device=cfg.rl_device, sim_device=cfg.sim_device,
-                         graphics_device_id=cfg.graphics_device_id, headless=cfg.headless,
-                         virtual_screen_capture=False, force_render=False)
+        env = task_class(cfg=task_cfg, rl_device=rl_device, sim_device=sim_device,
+                         graphics_device_id=c["graphics_device_id"], headless=c["headless"],
+                         virtual_screen_capture=False, force_render=False, auto_reset=llc is None)
         if llc is not None:
             env = LatentSkillEnv(env, llc, mode=llc_cfg.get("mode", "continuous"), steps=steps,
                                  hl_obs=llc_cfg.get("hl_obs") or None, reward=llc_cfg.get("reward", "mean"),
                                  llc_gamma=float(llc_cfg.get("gamma", 0.99)))
-        if cfg.capture_video:
+        if c["capture_video"]:
             from isaacgymenvs_hrl.utils.video import VideoRecorder
-            env = VideoRecorder(env, os.path.join(run_dir, "videos"), cfg.capture_video_freq,
-                                cfg.capture_video_len)
+            env = VideoRecorder(env, str(run_dir / "videos"), c["capture_video_freq"], c["capture_video_len"])
         return env
 
     # Build the first env now: a bad task or LLC fails here, before any run folder is written.
     first_env = [make_env()]
+    if "central_value_config" in conf and getattr(first_env[0], "num_states", 0) <= 0:
+        raise UserError(f"train.params.config.central_value_config asks for an asymmetric critic, but task "
+                        f"{task_cfg['name']}{' (with an LLC)' if llc is not None else ''} provides no "
+                        "privileged states (num_states=0); drop central_value_config or use a task with states")
 
     def create_env(**kwargs):
         return first_env.pop() if first_env else make_env()
 
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.yaml"), "w") as f:
-        f.write(OmegaConf.to_yaml(cfg, resolve=True))
+    # a run that fails before its first checkpoint leaves no run folder behind (test runs write none)
+    keep_dir = not c["test"] or c["capture_video"]
+    created = keep_dir and not run_dir.exists()
+    if keep_dir:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(c)))
     register_env(create_env)
-    if cfg.wandb_activate and rank == 0:
-        try:
-            import wandb
-        except ImportError:
-            raise UserError("wandb_activate=True needs the wandb package: pip install wandb") from None
-        wandb.init(project=cfg.wandb_project, entity=cfg.wandb_entity or None, group=cfg.wandb_group or None,
-                   name=run_name, tags=list(cfg.wandb_tags), sync_tensorboard=True,
-                   config=OmegaConf.to_container(cfg, resolve=True))
-
-    if int(cfg.get("torch_threads", 0) or 0) > 0:
-        rlg_config["params"].setdefault("torch_threads", int(cfg.torch_threads))   # rl-games sets its own
-    rlg_config["params"]["config"]["device"] = cfg.rl_device
-    rlg_config["params"]["config"]["device_name"] = cfg.rl_device
-    # torch.compile costs minutes of compile time for small CPU MLPs; opt in with ...config.torch_compile=True
-    rlg_config["params"]["config"].setdefault("torch_compile", not str(cfg.rl_device).startswith("cpu"))
-    runner = Runner(IsaacAlgoObserver())
-    register_agents(runner)
-    runner.load(rlg_config)
-    runner.reset()
-    runner.run({"train": not cfg.test, "play": cfg.test, "checkpoint": cfg.checkpoint or None,
-                "sigma": cfg.sigma if cfg.sigma != "" else None})
+    observer = HealthObserver(actions_per_step=steps if llc is not None else 1)
+    try:
+        if c["wandb_activate"] and rank == 0:
+            try:
+                import wandb
+            except ImportError:
+                raise UserError("wandb_activate=True needs the wandb package: pip install wandb") from None
+            wandb.init(project=c["wandb_project"], entity=c["wandb_entity"] or None,
+                       group=c["wandb_group"] or None, name=run_name, tags=list(c["wandb_tags"]),
+                       sync_tensorboard=True, config=c)
+        runner = Runner(observer)
+        register_agents(runner)
+        runner.load(rlg_config)
+        runner.reset()
+        runner.run({"train": not c["test"], "play": c["test"], "checkpoint": c["checkpoint"] or None,
+                    "sigma": c["sigma"] if c["sigma"] != "" else None})
+    except BaseException:
+        if created and not list(run_dir.glob("nn/*.pth")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    if not c["test"]:
+        print(observer.summary())
+        if c.get("eval_summary"):
+            from isaacgymenvs_hrl.learning.evaluation import summarize_run
+            summarize_run(make_env, rlg_config["params"], str(run_dir), seed)
 
 
 @hydra.main(version_base="1.1", config_name="config", config_path=str(CFG_DIR))

@@ -468,9 +468,11 @@ def _spec_with(**changes):
 
 TASK_ERRORS = {
     "obs slice missing": (dict(obs__policy=[["objects", 52]]), "continuous", ["obs.policy", "'objects'"]),
-    "obs slice size": (dict(obs__policy=[["proprio", 50]]), "continuous", ["obs.policy.proprio", "52", "50"]),
+    "obs slice size": (dict(obs__policy=[["proprio", 50]], architecture__policy__obs_dim=50), "continuous",
+                       ["obs.policy.proprio", "52", "50"]),
     "mid obs slice size": (dict(obs__mid=[["proprio", 52], ["task", 4]]), "discrete", ["obs.mid.task", "4"]),
-    "action dim": (dict(action__dim=20), "continuous", ["action.dim", "21", "20"]),
+    "action dim": (dict(action__dim=20, architecture__policy__action_dim=20), "continuous",
+                   ["action.dim", "21", "20"]),
     "control type": (dict(action__control_type="torque"), "continuous",
                      ["action.control_type", "joint_position", "torque"]),
     "task family": (dict(task_family="franka"), "continuous", ["task_family", "humanoid", "franka"]),
@@ -636,3 +638,52 @@ def test_kl_z_known_offset():
     mu[:, 0] = 50.0
     _, kl_peaked = mixture_kl_terms(mu, sigma, k, 1.0, pm, ps)
     assert torch.allclose(kl_peaked, torch.full((2,), expected), atol=1e-4)
+
+
+# ---- broken normalizers and self-contradicting specs: refused at save and at load ----------------
+def _raw_blob(tmp_path, **weights_changes):
+    """A checkpoint dict written by save_llc, then edited the way a broken tool would."""
+    blob = torch.load(write_llc(tmp_path / "good.pt", llc_spec(),
+                                obs_mean=torch.zeros(PROPRIO), obs_std=torch.ones(PROPRIO)), weights_only=True)
+    blob["weights"].update(weights_changes)
+    path = tmp_path / "edited.pt"
+    torch.save(blob, path)
+    return path
+
+
+@pytest.mark.parametrize("change,needle", [
+    (dict(obs_std=torch.zeros(PROPRIO)), "weights.obs_std has 52 zero or negative entries"),
+    (dict(obs_std=torch.full((PROPRIO,), float("nan"))), "weights.obs_std is not a finite tensor"),
+    (dict(obs_mean=torch.zeros(7)), "weights.obs_mean has shape (7,), expected (52,)"),
+])
+def test_broken_normalizers_are_refused_on_load(tmp_path, change, needle):
+    with pytest.raises(LLCError) as info:
+        load_llc(_raw_blob(tmp_path, **change))
+    assert needle in str(info.value)
+
+
+def test_save_refuses_nan_weights_and_keeps_the_old_file(tmp_path):
+    path = write_llc(tmp_path / "llc.pt", llc_spec())
+    before = path.read_bytes()
+    spec = llc_spec()
+    policy = build(spec["architecture"]["policy"])
+    with torch.no_grad():
+        next(policy.parameters())[0, 0] = float("nan")
+    with pytest.raises(LLCError, match="contains NaN or infinite values"):
+        save_llc(path, spec, policy, build(spec["architecture"]["mid"]))
+    with pytest.raises(LLCError, match="obs_std has 1 zero"):
+        save_llc(path, spec, build(spec["architecture"]["policy"]), build(spec["architecture"]["mid"]),
+                 obs_mean=torch.zeros(PROPRIO), obs_std=torch.cat([torch.zeros(1), torch.ones(PROPRIO - 1)]))
+    assert path.read_bytes() == before and not list(tmp_path.glob("*.tmp.*"))
+
+
+def test_latent_size_that_disagrees_with_the_network_is_refused(tmp_path):
+    spec = llc_spec()
+    write_llc(tmp_path / "good.pt", spec)
+    blob = torch.load(tmp_path / "good.pt", weights_only=True)
+    blob["spec"]["latent"]["dim"] = spec["latent"]["dim"] + 1
+    blob["spec"]["latent"]["mixture"]["prior_mean"] = torch.zeros(spec["latent"]["mixture"]["k"], spec["latent"]["dim"] + 1).tolist()
+    blob["spec"]["latent"]["mixture"]["prior_std"] = torch.ones(spec["latent"]["mixture"]["k"], spec["latent"]["dim"] + 1).tolist()
+    torch.save(blob, tmp_path / "edited.pt")
+    with pytest.raises(LLCError, match="architecture.policy.latent_dim is .* but the spec says"):
+        load_llc(tmp_path / "edited.pt")

@@ -50,7 +50,8 @@ def run_ok(args, cwd):
 def hl_checkpoint(cwd, experiment) -> dict:
     ckpts = sorted(glob.glob(str(Path(cwd) / "runs" / f"{experiment}_*" / "nn" / "*.pth")))
     assert ckpts, f"no high-level checkpoint under {cwd}/runs/{experiment}_*/nn"
-    return torch.load(ckpts[-1], map_location="cpu", weights_only=False)
+    from isaacgymenvs_hrl.learning.checkpoints import load_checkpoint
+    return load_checkpoint(ckpts[-1])
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from isaacgymenvs_hrl.errors import UserError
+
 from conftest import load_ige_task_cfg, make_cfg, make_task
 from isaacgymenvs_hrl.sim import SimError
 from isaacgymenvs_hrl.tasks import Humanoid, HumanoidLocomotion
@@ -70,6 +72,9 @@ def test_step_returns_the_isaacgymenvs_contract():
 
     with pytest.raises(ValueError, match=r"actions must have shape \(8, 21\)"):
         task.step(torch.zeros(N, 20))
+    for bad in (torch.zeros(N, 21, dtype=torch.bool), np.zeros((N, 21), dtype=complex)):
+        with pytest.raises(UserError, match="actions must be real numbers"):
+            task.step(bad)
     task.close()
 
 

@@ -34,19 +34,32 @@ def write_dataset(path: str | os.PathLike, data: dict, metadata: dict) -> Path:
     layout = metadata.get("obs_layout")
     if not layout:
         raise DatasetError("cannot write dataset: metadata needs 'obs_layout' [[name, size], ...]")
+    if len(np.asarray(data["observations"])) == 0:
+        raise DatasetError(f"cannot write dataset {path}: no complete episode was collected (0 rows); "
+                           "raise num_episodes or the task's episode length")
+    from ..utils.atomic import commit, remove_stale_tmp, tmp_path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp.{os.getpid()}")
-    with h5py.File(tmp, "w") as f:
-        for key, value in data.items():
-            f.create_dataset(key, data=np.asarray(value), compression="gzip", compression_opts=1)
-        start = 0
-        for name, size in layout:
-            f.create_dataset(f"obs/{name}", data=np.asarray(data["observations"])[:, start:start + size],
-                             compression="gzip", compression_opts=1)
-            start += size
-        f.attrs["metadata"] = json.dumps(metadata)
-    os.replace(tmp, path)
+    remove_stale_tmp(path.parent)
+    tmp = tmp_path(path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for key, value in data.items():
+                f.create_dataset(key, data=np.asarray(value), compression="gzip", compression_opts=1)
+            start = 0
+            for name, size in layout:
+                f.create_dataset(f"obs/{name}", data=np.asarray(data["observations"])[:, start:start + size],
+                                 compression="gzip", compression_opts=1)
+                start += size
+            f.attrs["metadata"] = json.dumps(metadata)
+        with h5py.File(tmp, "r") as f:       # the new file must read back before it replaces anything
+            rows = {k: len(f[k]) for k in D4RL_KEYS}
+        if len(set(rows.values())) != 1:
+            raise DatasetError(f"cannot write dataset {path}: the arrays have different lengths {rows}")
+        commit(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return path
 
 
@@ -86,8 +99,17 @@ def load_dataset(path: str | os.PathLike, require_slices=()) -> tuple[dict, dict
     if lacking:
         raise DatasetError(f"dataset {path} has no observation slice(s) {lacking} (it has {sorted(have)}); "
                            "collect it from a task whose layout includes them")
-    if not np.isfinite(data["observations"]).all() or not np.isfinite(data["actions"]).all():
-        raise DatasetError(f"dataset {path} contains NaN or infinite observations/actions")
+    if n == 0:
+        raise DatasetError(f"dataset {path} has 0 rows; collect it again with hrl-collect (num_episodes >= 1)")
+    for key in ("observations", "actions", "rewards"):
+        if not np.isfinite(np.asarray(data[key], dtype=np.float64)).all():
+            raise DatasetError(f"dataset {path} contains NaN or infinite values in /{key}")
+    for name, values in data["obs"].items():
+        if len(values) != n:
+            raise DatasetError(f"dataset {path}: '/obs/{name}' has {len(values)} rows, observations have {n}")
+        if not np.isfinite(np.asarray(values, dtype=np.float64)).all():
+            raise DatasetError(f"dataset {path} contains NaN or infinite values in /obs/{name}; an "
+                               "algorithm reading that slice would learn NaN weights. Collect it again")
     return data, meta
 
 

@@ -255,14 +255,11 @@ def read_minari(path: str | Path) -> tuple[dict, dict]:
 # Conversion
 # ============================================================================================
 def task_metadata(task_name: str, seed: int = 0) -> dict:
-    """Layout, rate, control type, family and config of a project task (built once, 1 env)."""
+    """A project task's TaskSpec (layout, rate, control type, family) and config (built once, 1 env)."""
     import isaacgymenvs_hrl
     task = isaacgymenvs_hrl.make(seed, task_name, 1, "cpu", "cpu")
     try:
-        return {"task": task_name, "obs_layout": [[k, s.stop - s.start] for k, s in task.obs_slices.items()],
-                "control_dt": task.dt, "control_type": getattr(task, "control_type", None),
-                "task_family": getattr(task, "task_family", None), "num_actions": task.num_actions,
-                "task_config": task.cfg}
+        return {**task.spec.dataset_meta(), "task": task_name, "task_config": task.cfg}
     finally:
         task.close()
 
@@ -378,6 +375,15 @@ def parse_args(argv: list[str]) -> dict:
     for key in ("source", "output"):
         if not args.get(key):
             raise UserError(f"{key}=PATH is required\n{USAGE}")
+    if args.get("task"):                       # checked before the source is read
+        import difflib
+
+        from ..paths import CFG_DIR
+        tasks = sorted(p.stem for p in (CFG_DIR / "task").glob("*.yaml"))
+        if args["task"] not in tasks:
+            near = difflib.get_close_matches(str(args["task"]), tasks, n=1)
+            raise UserError(f"task={args['task']} is not a task of this project; available: {', '.join(tasks)}"
+                            + (f" (did you mean {near[0]}?)" if near else ""))
     return args
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from gymnasium import spaces
+from ..utils import spaces
 
 from ..errors import UserError
 from ..tasks.base.vec_task import named_slices

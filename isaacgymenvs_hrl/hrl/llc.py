@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from gymnasium import spaces
+from ..utils import spaces
 from torch import nn
 
 MODES = ("continuous", "discrete", "mixture", "multires")

@@ -108,12 +108,44 @@ def save_llc(path: str | os.PathLike, spec: dict, policy: nn.Module, mid: nn.Mod
     for name, t in (("obs_mean", obs_mean), ("obs_std", obs_std),
                     ("mid_obs_mean", mid_obs_mean), ("mid_obs_std", mid_obs_std)):
         weights[name] = None if t is None else torch.as_tensor(t, dtype=torch.float32).cpu()
+    for part in ("policy", "mid"):
+        if isinstance(weights[part], dict):
+            _check_finite(weights[part], f"weights.{part}")
+    _check_normalizers(weights)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp.{os.getpid()}")
     torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "spec": spec, "weights": weights}, tmp)
-    os.replace(tmp, path)
+    from ..utils.atomic import commit
+    commit(tmp, path)           # fsynced, then renamed: a good file is only ever replaced by a complete one
     return path
+
+
+def _check_finite(state: dict, where: str) -> None:
+    for k, v in state.items():
+        if torch.is_tensor(v) and torch.is_floating_point(v) and not torch.isfinite(v).all():
+            raise LLCError(f"{where}.{k} contains NaN or infinite values; the training that produced it "
+                           "diverged, so it is not written or loaded")
+
+
+def _check_normalizers(weights: dict, obs_dims: dict | None = None) -> None:
+    """Observation normalizers must be finite, with a positive std, and sized like the slices they
+    normalize (``obs_dims``: {"obs": policy obs size, "mid_obs": mid obs size}, when known)."""
+    for prefix in ("obs", "mid_obs"):
+        mean, std = weights.get(f"{prefix}_mean"), weights.get(f"{prefix}_std")
+        for name, t in ((f"{prefix}_mean", mean), (f"{prefix}_std", std)):
+            if t is None:
+                continue
+            if not torch.is_tensor(t) or not torch.isfinite(t).all():
+                raise LLCError(f"weights.{name} is not a finite tensor; the normalizer is broken "
+                               "(recompute it from the dataset and save the LLC again)")
+            size = (obs_dims or {}).get(prefix)
+            if size is not None and tuple(t.shape) != (size,):
+                raise LLCError(f"weights.{name} has shape {tuple(t.shape)}, expected ({size},): the "
+                               f"observation slices in spec.obs sum to {size}")
+        if std is not None and (std <= 0).any():
+            raise LLCError(f"weights.{prefix}_std has {int((std <= 0).sum())} zero or negative entries; "
+                           "a std must be positive (clamp it, e.g. std.clamp_min(1e-3), and save again)")
 
 
 def wrap_module(path, module: nn.Module, example_obs: torch.Tensor, example_latent: torch.Tensor, *,
@@ -190,6 +222,17 @@ def load_llc(path: str | os.PathLike, device: str = "cpu") -> LowLevelController
                                           if torch.is_floating_point(p)):
             raise LLCError(f"weights.{name} contain NaN or infinite values; the training that wrote "
                            "this checkpoint diverged")
+    obs_dims = {"obs": sum(int(n) for _, n in spec["obs"]["policy"]),
+                "mid_obs": sum(int(n) for _, n in spec["obs"].get("mid", [])) or None}
+    _check_normalizers(weights, obs_dims)
+    if arch["policy"]["type"] != "torchscript":
+        for key, want in (("obs_dim", obs_dims["obs"]), ("latent_dim", int(spec["latent"]["dim"])),
+                          ("action_dim", int(spec["action"]["dim"]))):
+            have = arch["policy"].get(key)
+            if have is not None and int(have) != want:
+                raise LLCError(f"architecture.policy.{key} is {have} but the spec says {want} "
+                               f"({'obs slices' if key == 'obs_dim' else key.replace('_dim', '.dim')}); "
+                               "the checkpoint was edited or written by another version")
     llc = LowLevelController(spec, policy, mid, weights.get("obs_mean"), weights.get("obs_std"),
                              weights.get("mid_obs_mean"), weights.get("mid_obs_std"))
     llc = llc.to(device).eval()

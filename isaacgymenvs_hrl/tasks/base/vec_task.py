@@ -29,7 +29,7 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-from gymnasium import spaces
+from ...utils import spaces
 
 from ...errors import UserError
 from ...sim import Engine, SimError, SimParams, create_engine
@@ -232,10 +232,14 @@ class VecTask(abc.ABC):
 
     # ---- the step -----------------------------------------------------------------------
     def step(self, actions: torch.Tensor):
+        kind = actions.dtype if torch.is_tensor(actions) else np.asarray(actions).dtype
+        if kind in (torch.bool, torch.complex64, torch.complex128) or getattr(kind, "kind", None) in ("b", "c"):
+            raise TaskConfigError(f"actions must be real numbers (float), got dtype {kind}; convert them, "
+                                  "e.g. actions.float()")
         actions = torch.as_tensor(actions, device=self.device, dtype=torch.float32)
         if actions.shape != (self.num_envs, self.num_actions):
-            raise ValueError(f"actions must have shape ({self.num_envs}, {self.num_actions}), "
-                             f"got {tuple(actions.shape)}")
+            raise TaskConfigError(f"actions must have shape ({self.num_envs}, {self.num_actions}), "
+                                  f"got {tuple(actions.shape)}")
         bad_action = ~torch.isfinite(actions).all(-1)                   # (N,)
         actions = torch.where(bad_action[:, None], torch.zeros_like(actions), actions)
         if self.latency is not None:

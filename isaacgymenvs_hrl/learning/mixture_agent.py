@@ -15,7 +15,8 @@ import math
 
 import torch
 
-from ..learning.rlgames_env import ContinuousAgent
+from .rlgames_env import ContinuousAgent
+from ..errors import UserError
 
 
 def mixture_kl_terms(mu: torch.Tensor, sigma: torch.Tensor, k: int, scale: float,
@@ -36,10 +37,16 @@ class MixtureAgent(ContinuousAgent):
         super().__init__(base_name, params)
         mix = self.config.get("hrl_mixture", {})
         self.eta_y, self.eta_z = float(mix.get("eta_y", 0.01)), float(mix.get("eta_z", 0.01))
-        llc = self.vec_env.env.llc
-        self.k, self.scale = llc.num_skills, llc.latent_scale
-        self.prior_mean = llc.prior_mean.to(self.ppo_device)
-        self.prior_std = llc.prior_std.to(self.ppo_device).clamp_min(1e-3)
+        # the priors come through the env info (LatentSkillEnv.hl_action_info in mixture mode), not
+        # from reaching into the env object: rl-games may hand the agent an env_info without a vec_env
+        info = self.env_info.get("hl_action_info")
+        if not info:
+            raise UserError("train.params.algo.name=hrl_mixture needs a mixture high level: set "
+                            "task.env.llc.checkpoint=<LLC with a mixture> task.env.llc.mode=mixture, or use "
+                            "a PPO train config (a2c_continuous)")
+        self.k, self.scale = int(info["num_skills"]), float(info["latent_scale"])
+        self.prior_mean = torch.as_tensor(info["prior_mean"], dtype=torch.float32).to(self.ppo_device)
+        self.prior_std = torch.as_tensor(info["prior_std"], dtype=torch.float32).to(self.ppo_device).clamp_min(1e-3)
 
     def calc_losses(self, actor_loss_func, old_action_log_probs_batch, action_log_probs, advantage,
                     curr_e_clip, value_preds_batch, values, return_batch, mu, entropy, rnn_masks):

@@ -1,0 +1,98 @@
+"""rl-games algo observer that puts the tasks' health counters on the console, not only in TensorBoard.
+
+Tasks count NaN actions and diverging (unstable) envs cumulatively in ``extras["nan_actions"]`` and
+``extras["unstable_envs"]``; both envs are reset, so training goes on silently. This observer prints
+them per epoch when they grow and in the final summary, and stops the run with a ``UserError`` when
+most actions of an epoch were NaN (the policy has diverged; nothing more can be learned).
+"""
+from __future__ import annotations
+
+import torch
+from rl_games.algos_torch import torch_ext
+from rl_games.common.algo_observer import IsaacAlgoObserver
+
+from ..errors import UserError
+
+# an epoch in which more than this share of the actions was NaN stops the run
+NAN_STOP_FRACTION = 0.5
+
+
+class TrainingDivergedError(UserError):
+    pass
+
+
+def _count(value) -> int | None:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return int(value.item())
+    if isinstance(value, (int, float)):
+        return int(value)
+    return None
+
+
+class HealthObserver(IsaacAlgoObserver):
+    """IsaacGymEnvs' observer (episode terms, scalars to TensorBoard) plus NaN/unstable accounting."""
+
+    def __init__(self, log=print, stop_fraction: float = NAN_STOP_FRACTION, num_envs: int | None = None,
+                 actions_per_step: int = 1):
+        """``actions_per_step``: task actions per env step the algorithm sees (k for an LLC's macro step)."""
+        super().__init__()
+        self.actions_per_step = max(int(actions_per_step), 1)
+        self.log, self.stop_fraction = log, stop_fraction
+        self.nan_total = self.unstable_total = 0       # cumulative counts as last reported by the env
+        self.steps = 0                                 # env steps (vectorised) seen since the start
+        self._epoch_start = (0, 0, 0)                  # (steps, nan, unstable) at the last print
+        self._last = None
+        self.num_envs = num_envs or 1                  # set from the algorithm in after_init otherwise
+        self._envs_given = num_envs is not None
+
+    def after_init(self, algo):
+        self.algo = algo
+        device = getattr(algo, "ppo_device", None) or getattr(algo, "device", "cpu")
+        self.mean_scores = torch_ext.AverageMeter(1, getattr(algo, "games_to_track", 100)).to(device)
+        self.ep_infos, self.direct_info = [], {}
+        self.writer = algo.writer
+        if not self._envs_given:
+            self.num_envs = int(getattr(algo, "num_actors", 1)) * int(getattr(algo, "num_agents", 1) or 1)
+
+    def process_infos(self, infos, done_indices):
+        if hasattr(self, "algo"):                      # IsaacGymEnvs' episode/scalar logging
+            super().process_infos(infos, done_indices)
+        self.steps += 1
+        self._last = infos                  # read at the print, once per epoch (no device sync per step)
+
+    def _read(self) -> None:
+        if not isinstance(self._last, dict):
+            return
+        nan, unstable = _count(self._last.get("nan_actions")), _count(self._last.get("unstable_envs"))
+        if nan is not None:
+            self.nan_total = nan
+        if unstable is not None:
+            self.unstable_total = unstable
+
+    def after_print_stats(self, frame, epoch_num, total_time):
+        super().after_print_stats(frame, epoch_num, total_time)
+        self.check_epoch(epoch_num)
+
+    def check_epoch(self, epoch_num) -> None:
+        """Report this epoch's NaN actions and unstable envs; stop when most actions were NaN."""
+        self._read()
+        steps0, nan0, unstable0 = self._epoch_start
+        actions = max((self.steps - steps0) * self.num_envs * self.actions_per_step, 1)
+        nan, unstable = self.nan_total - nan0, self.unstable_total - unstable0
+        self._epoch_start = (self.steps, self.nan_total, self.unstable_total)
+        if nan or unstable:
+            self.log(f"warning: epoch {epoch_num}: {nan} NaN actions in {actions} actions "
+                     f"({min(100.0 * nan / actions, 100.0):.1f}%; those envs were reset), {unstable} unstable "
+                     "envs reset")
+        if nan > self.stop_fraction * actions:
+            raise TrainingDivergedError(
+                f"stopped at epoch {epoch_num}: {min(100.0 * nan / actions, 100.0):.0f}% of the actions were NaN, the "
+                "policy (or its low-level controller) produces no usable actions. Check the LLC's "
+                "normalizer and weights, lower train.params.config.learning_rate, or resume from an "
+                "earlier checkpoint in the run's nn/ folder")
+
+    def summary(self) -> str:
+        self._read()
+        actions = max(self.steps * self.num_envs * self.actions_per_step, 1)
+        return (f"summary: {actions} actions, {self.nan_total} NaN actions "
+                f"({100.0 * self.nan_total / actions:.2f}%), {self.unstable_total} unstable envs reset")
