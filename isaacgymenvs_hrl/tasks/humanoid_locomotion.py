@@ -72,7 +72,7 @@ class HumanoidLocomotion(VecTask):
         self.reset_noise = float(env.get("resetJointNoise", 0.1))
         scales = env.get("rewardScales", {})
         self.reward_scales = {k: float(scales.get(k, v)) for k, v in dict(
-            lin_vel=1.0, progress=0.5, yaw_rate=0.5, alive=0.25, upright=0.1, effort=-0.005, energy=-0.02,
+            lin_vel=1.0, progress=0.5, yaw_rate=1.0, alive=0.25, upright=0.1, effort=-0.005, energy=-0.02,
             death=float(env.get("deathCost", -2.0))).items()}
         super().__init__(cfg, rl_device, sim_device, graphics_device_id, headless,
                          virtual_screen_capture, force_render, auto_reset)
