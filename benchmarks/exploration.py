@@ -99,7 +99,7 @@ def main(argv=None) -> dict:
     log(hdr)
     log("-" * len(hdr))
     for name, s in rows.items():
-        log(f"{name:<44}" + "".join(f"{s[c]:>14.4g}" for c in COLUMNS))
+        log(f"{name:<44}" + "".join(f"{s.get(c, float('nan')):>14.4g}" for c in COLUMNS))
     log("-" * len(hdr))
     for name, e in extra.items():
         used = "unknown (no report)" if e["collapsed"] is None else \

@@ -204,6 +204,24 @@ def exploration_reporter(cfg: DictConfig, meta: dict, output: str, log=print):
     return section
 
 
+def diagnostics_reporter(cfg: DictConfig, meta: dict, output: str, log=print):
+    """A ``sections`` callback: skills/diagnostics.py on the written LLC; None when report.diagnostics=false."""
+    rep = cfg.get("report") or {}
+    if not rep.get("diagnostics", True):
+        return None
+
+    def section(report_dir: Path) -> str:
+        from isaacgymenvs_hrl.skills.diagnostics import report_section
+        try:
+            return report_section(output, cfg.dataset, meta, report_dir, task_name=rep.get("task"),
+                                  envs=int(rep.get("exploration_envs", 8)),
+                                  steps=int(rep.get("exploration_steps", 100)), seed=int(cfg.seed))
+        except Exception as exc:                  # the LLC is written; a report problem must not lose it
+            log(f"warning: skill diagnostics failed ({type(exc).__name__}: {exc})")
+            return f"\n## Skill diagnostics\n\nfailed: {type(exc).__name__}: {exc}\n"
+    return section
+
+
 def make_config(cls, params: dict):
     """The algorithm's config dataclass, each value checked against its field's type (and epochs >= 1)."""
     known = {f.name: f for f in fields(cls)}
@@ -364,10 +382,11 @@ def _train(cfg: DictConfig, dist) -> None:
     if not dist.is_main:
         return
     report = Path(cfg.report_dir or str(Path(cfg.output).with_suffix("")) + "_report")
-    section = exploration_reporter(cfg, meta, cfg.output, log=print)
+    sections = [s for s in (exploration_reporter(cfg, meta, cfg.output, log=print),
+                            diagnostics_reporter(cfg, meta, cfg.output, log=print)) if s]
     try:
         write_report(report, result, cfg.output, video_recorder(cfg, meta, result, cfg.output, log=print),
-                     [section] if section else [])
+                     sections)
     except Exception as exc:             # the LLC is written and checked; a report problem must not lose it
         print(f"warning: the report {report}/ could not be written ({type(exc).__name__}: {exc}); "
               f"{cfg.output} is complete")

@@ -223,8 +223,12 @@ def test_llc_with_nan_normalizer_never_trains_silently(tmp_path, monkeypatch, ca
     refused when loaded or the first epoch stops the run; no run folder is left either way."""
     sys.path.insert(0, str(Path(__file__).parent))
     from test_hrl import PROPRIO, llc_spec, write_llc
-    llc = write_llc(tmp_path / "nan.llc.pt", llc_spec(modes=("continuous",)),
-                    obs_mean=torch.full((PROPRIO,), float("nan")), obs_std=torch.ones(PROPRIO))
+    good = write_llc(tmp_path / "good.llc.pt", llc_spec(modes=("continuous",)),
+                     obs_mean=torch.zeros(PROPRIO), obs_std=torch.ones(PROPRIO))
+    blob = torch.load(good, weights_only=True)             # save_llc refuses NaN: edit the file instead
+    blob["weights"]["obs_mean"] = torch.full((PROPRIO,), float("nan"))
+    llc = tmp_path / "nan.llc.pt"
+    torch.save(blob, llc)
     monkeypatch.chdir(tmp_path)
     status, out, err = _train_in_process(["task=HumanoidLocation", f"task.env.llc.checkpoint={llc}", "num_envs=16",
                                           "max_iterations=3", "train.params.config.horizon_length=8",

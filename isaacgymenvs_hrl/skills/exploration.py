@@ -53,6 +53,9 @@ class _Recorder:
         ends = {}
         for k, seq in self.feats.items():
             x = torch.stack(seq[:steps])                             # (T, N, D)
+            if k == "grasped":                                       # a 0/1 event: its frequency
+                out["grasp_fraction"] = float(x.mean())
+                continue
             out[f"coverage_{k}"] = float(x.var(0).mean())
             ends[k] = x[-1]                                          # (N, D)
         return out | {"_end": torch.cat([ends[k] for k in sorted(ends)], -1)}
@@ -104,7 +107,8 @@ def explore_skills(task, llc: LowLevelController, steps: int, seed: int = 0) -> 
     return {"per_skill": per_skill, "distinctness": float((between / within).mean())}
 
 
-COLUMNS = ("dense_reward", "staged_reward", "coverage_joints", "coverage_grasp", "coverage_objects")
+COLUMNS = ("dense_reward", "staged_reward", "coverage_joints", "coverage_grasp", "coverage_objects",
+           "grasp_fraction")
 
 
 def exploration_table(task, llc: LowLevelController, steps: int, seed: int = 0) -> tuple[dict, str]:
@@ -122,5 +126,5 @@ def exploration_table(task, llc: LowLevelController, steps: int, seed: int = 0) 
             rows[f"skill {y} held"] = s
         extra = f"\nDistinctness of the skills' end states (between / within spread): {skills['distinctness']:.2f}\n"
     md = ("| behaviour | " + " | ".join(COLUMNS) + " |\n|---|" + "---|" * len(COLUMNS) + "\n"
-          + "".join(f"| {name} | " + " | ".join(f"{s[c]:.4g}" for c in COLUMNS) + " |\n" for name, s in rows.items()))
+          + "".join(f"| {name} | " + " | ".join(f"{s.get(c, float('nan')):.4g}" for c in COLUMNS) + " |\n" for name, s in rows.items()))
     return rows, md + extra

@@ -22,6 +22,14 @@ Observation layout:
   objects (45): per colour (r, g, b): position (3), quaternion (4, wxyz), half height, half width;
                 end effector -> object vectors (3 x 3); red->green, red->blue, green->blue (3 x 3)
   task (13):    variant one-hot (7), object-set one-hot (5), pyramid side (+-1 in y, 0 otherwise)
+
+Grasp sensor (``grasp()``, not an observation slice, so datasets and LLCs keep their layout): an
+env is in a grasp when both finger bodies touch the same active object. One MuJoCo ``contact``
+sensor per (finger, object body) pair reports whether such a contact exists (``extras["grasp"]``
+each step); both backends (C MuJoCo, MuJoCo Warp) compute it inside ``mj_step``, so it lags
+``qpos`` by one physics step (see sim/engine.py) and reads False on an episode's first
+observation. Zero-shot exploration gets it as the ``grasped`` feature (0/1); its mean over steps
+is HeLMS' grasp coverage.
 """
 from __future__ import annotations
 
@@ -59,6 +67,7 @@ OBJECT_SETS = {
 SET_NAMES = tuple(OBJECT_SETS)
 OBJECT_MASS = 0.07
 REWARD_TERMS = ("reach", "grasp", "lift", "place", "release", "success")
+FINGER_BODIES = ("leftfinger", "rightfinger")
 
 
 def add_shape(spec: mujoco.MjSpec, body, name: str, shape: str, rgba) -> None:
@@ -92,6 +101,9 @@ class FrankaStack(FrankaBase):
                  "objects": "per colour r, g, b: position (m), quaternion (wxyz), half height (m), half "
                             "width (m); TCP -> object vectors (m); red->green, red->blue, green->blue (m)",
                  "task": "variant one-hot (7), object-set one-hot (5), pyramid side (+-1)"}
+    # per-step signals reported in extras, not in the observation (obs_units covers obs slices only)
+    extras_units = {"grasp": "(N,) bool: both fingers in contact with one active object (MuJoCo contact "
+                             "sensors, one physics step old); grasp() / grasped_colour() (0 r, 1 g, 2 b, -1)"}
 
     def __init__(self, cfg, rl_device, sim_device, graphics_device_id, headless,
                  virtual_screen_capture=False, force_render=False, auto_reset=True):
@@ -121,6 +133,9 @@ class FrankaStack(FrankaBase):
                                       device=dev)                                    # (B,)
         self.body_dadr = torch.tensor([m.jnt_dofadr[m.joint(f"{c}_{s}_joint").id] for c, s in self.object_bodies],
                                       device=dev)
+        # grasp sensor: sensordata address per (object body, finger), (B, 2)
+        self.contact_adr = torch.tensor([[int(m.sensor(f"{c}_{s}_{f}_contact").adr[0]) for f in FINGER_BODIES]
+                                         for c, s in self.object_bodies], device=dev)
         shape_info = torch.tensor([SHAPES[s] for _, s in self.object_bodies], dtype=torch.float32, device=dev)
         self.body_hh, self.body_hw, self.body_sym = shape_info[:, 0], shape_info[:, 1], shape_info[:, 2].long()
         # parking spots on the floor beyond the table's far edge (x > 0.9)
@@ -172,6 +187,11 @@ class FrankaStack(FrankaBase):
             body.add_freejoint(name=f"{name}_joint")
             add_shape(spec, body, name, shape, RGBA[color])
             body.add_site(name=f"{name}_site", size=[0.005, 0.005, 0.005], group=3)
+            for finger in FINGER_BODIES:      # grasp sensor: does this finger touch this object?
+                spec.add_sensor(name=f"{name}_{finger}_contact", type=mujoco.mjtSensor.mjSENS_CONTACT,
+                                objtype=mujoco.mjtObj.mjOBJ_BODY, objname=f"panda_{finger}",
+                                reftype=mujoco.mjtObj.mjOBJ_BODY, refname=name,
+                                intprm=[1 << int(mujoco.mjtConDataField.mjCONDATA_FOUND), 0, 1])
         return write_scene(spec, "franka_stack")
 
     def obs_layout(self):
@@ -217,11 +237,27 @@ class FrankaStack(FrankaBase):
         """Reward of the current state under any reward type (zero-shot exploration statistics)."""
         return self.success_and_reward(reward_type)[1]
 
+    def grasped_colour(self) -> torch.Tensor:
+        """(N,) colour index (0 red, 1 green, 2 blue) of the active object both fingers touch, -1
+        for none (if two were, the first). Contact sensors, so squeezing air or one-sided pushes
+        do not count, whatever the finger opening says."""
+        adr = self.contact_adr[self.active_body].view(self.num_envs, 6)                  # (N, 3 colours x 2 fingers)
+        touch = (torch.gather(self.engine.sensordata, 1, adr) > 0).view(self.num_envs, 3, 2)
+        both = touch.all(-1) & (self.progress_buf > 0)[:, None]    # sensors of a fresh reset are stale
+        first = both.float().argmax(-1)
+        return torch.where(both.any(-1), first, torch.full_like(first, -1))
+
+    def grasp(self) -> torch.Tensor:
+        """(N,) bool: both fingers touch one object (HeLMS' grasp state)."""
+        return self.grasped_colour() >= 0
+
     def exploration_features(self) -> dict:
-        return super().exploration_features() | {"objects": self.object_qpos()[:, :, 0:3].flatten(1)}
+        return super().exploration_features() | {"objects": self.object_qpos()[:, :, 0:3].flatten(1),
+                                                 "grasped": self.grasp().float()[:, None]}
 
     def post_physics_step(self):
         self.record_step(*self.success_and_reward(self.reward_type))
+        self.extras["grasp"] = self.grasp()
 
     def reset_idx(self, env_ids):
         n, dev = len(env_ids), self.device
