@@ -96,3 +96,28 @@ def load_ige_task_cfg(task: str, num_envs: int, physics_engine: str = "mujoco") 
 @pytest.fixture
 def cfg_factory():
     return make_cfg
+
+
+def compose_train_config(args):
+    """The config hrl-train composes for ``args`` (the project's cfg/ and Hydra's overrides)."""
+    from hydra import compose, initialize_config_dir
+
+    from isaacgymenvs_hrl.paths import CFG_DIR
+    with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.1"):
+        return compose(config_name="config", overrides=list(args))
+
+
+def train_in_process(args, capsys):
+    """hrl-train's path without a subprocess: compose, then ``exit_on_user_error(train.run)``;
+    returns (exit status, stdout + stderr, stderr)."""
+    import isaacgymenvs_hrl.train as train
+    from isaacgymenvs_hrl.errors import exit_on_user_error
+    cfg = compose_train_config(args)
+    capsys.readouterr()
+    status = 0
+    try:
+        exit_on_user_error(train.run)(cfg, overrides=list(args))
+    except SystemExit as exc:
+        status = exc.code
+    out = capsys.readouterr()
+    return status, out.out + out.err, out.err

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from conftest import compose_train_config, train_in_process
 import torch
 import yaml
 
@@ -26,25 +28,11 @@ pytestmark = pytest.mark.skipif(not TRAIN_FILES, reason="needs ../shared/compat/
 
 
 def _compose(args):
-    from hydra import compose, initialize_config_dir
-
-    from isaacgymenvs_hrl.paths import CFG_DIR
-    with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.1"):
-        return compose(config_name="config", overrides=list(args))
+    return compose_train_config(args)
 
 
 def _run(args, capsys):
-    import isaacgymenvs_hrl.train as train
-    from isaacgymenvs_hrl.errors import exit_on_user_error
-    cfg = _compose(args)
-    capsys.readouterr()
-    status = 0
-    try:
-        exit_on_user_error(train.run)(cfg, overrides=list(args))
-    except SystemExit as exc:
-        status = exc.code
-    out = capsys.readouterr()
-    return status, out.out + out.err, out.err
+    return train_in_process(args, capsys)
 
 
 def _task_for(stem: str) -> str:

@@ -18,6 +18,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+
+from conftest import train_in_process
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,23 +31,7 @@ def _snapshot(folder: Path) -> dict:
 
 
 def _train_in_process(args, capsys):
-    """hrl-train's path: compose, then ``exit_on_user_error(train.run)``; returns (status, output)."""
-    from hydra import compose, initialize_config_dir
-
-    import isaacgymenvs_hrl.train as train
-    from isaacgymenvs_hrl.errors import exit_on_user_error
-    from isaacgymenvs_hrl.paths import CFG_DIR
-
-    with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.1"):
-        cfg = compose(config_name="config", overrides=list(args))
-    capsys.readouterr()
-    status = 0
-    try:
-        exit_on_user_error(train.run)(cfg, overrides=list(args))
-    except SystemExit as exc:
-        status = exc.code
-    out = capsys.readouterr()
-    return status, out.out + out.err, out.err
+    return train_in_process(args, capsys)
 
 
 class _Payload:

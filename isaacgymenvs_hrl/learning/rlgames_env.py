@@ -55,17 +55,17 @@ from .checkpoints import (CheckpointError, atomic_torch_save, check_fits, load_c
                           require_parts)
 
 
-def _pth(fn: str) -> str:
-    return fn if fn.endswith(".pth") else fn + ".pth"
-
-
-class _PPOCheckpoints:
-    """Atomic, validated saves and weights-only restores for rl-games' PPO agents."""
+class _AtomicSave:
+    """rl-games' ``save`` through atomic_torch_save: checked, fsynced, renamed."""
 
     def save(self, fn):
-        path = _pth(fn)
+        path = fn if fn.endswith(".pth") else fn + ".pth"
         print(f"=> saving checkpoint '{path}'")
         atomic_torch_save(self.get_full_state_weights(), path)
+
+
+class _PPOCheckpoints(_AtomicSave):
+    """Atomic, validated saves and weights-only restores for rl-games' PPO agents."""
 
     def restore(self, fn, set_epoch=True):
         state = load_checkpoint(fn)
@@ -93,17 +93,12 @@ class DiscreteAgent(_PPOCheckpoints, a2c_discrete.DiscreteA2CAgent):
     pass
 
 
-class SACAgent(sac_agent.SACAgent):
+class SACAgent(_AtomicSave, sac_agent.SACAgent):
     """rl-games SAC with our checkpoints, and ``max_epochs`` honoured even before an episode ends
     (rl-games checks it only after one has, so a short run on long episodes never stopped)."""
 
     class _EpochLimit(Exception):
         pass
-
-    def save(self, fn):
-        path = _pth(fn)
-        print(f"=> saving checkpoint '{path}'")
-        atomic_torch_save(self.get_full_state_weights(), path)
 
     def restore(self, fn, set_epoch=True):
         state = load_checkpoint(fn)
