@@ -32,9 +32,9 @@ def deterministic_actor(net):
 
 
 @torch.no_grad()
-def rollout_summary(env, act, steps: int | None = None, frame=None) -> dict:
-    """Run ``act(obs) -> actions`` (clipped to the action space) for ``steps`` env steps from a reset;
-    ``frame()`` after every step (video). Returns per-episode and per-env statistics."""
+def rollout_summary(env, act, steps: int | None = None, frame=None, clip: bool = True) -> dict:
+    """Run ``act(obs) -> actions`` (clipped to [-1, 1] with ``clip``, as rl-games' player does) for
+    ``steps`` env steps from a reset; ``frame()`` after every step (video)."""
     steps = int(steps or env.max_episode_length)
     n = env.num_envs
     obs = env.reset()["obs"]
@@ -43,7 +43,7 @@ def rollout_summary(env, act, steps: int | None = None, frame=None) -> dict:
     sums, length = {}, torch.zeros(n)
     for _ in range(steps):
         actions = act(obs)
-        if not getattr(env, "discrete", False):
+        if clip:
             actions = actions.clamp(-1.0, 1.0)
         obs_dict, rew, done, extras = env.step(actions)
         obs = obs_dict["obs"]
@@ -102,7 +102,6 @@ def summarize_run(make_env, params: dict, run_dir: str, seed: int, video: bool =
         return {}
     env = make_env()
     discrete = getattr(env.action_space, "n", None) is not None
-    env.discrete = discrete
     num_actions = int(env.action_space.n) if discrete else int(env.action_space.shape[0])
     num_obs = int(env.observation_space.shape[0])
     torch.manual_seed(seed)
@@ -111,10 +110,10 @@ def summarize_run(make_env, params: dict, run_dir: str, seed: int, video: bool =
     state = load_checkpoint(ckpt_path)["model"]
     trained.load_state_dict({k.replace("_orig_mod.", ""): v for k, v in state.items()})
     steps = int(env.max_episode_length)
-    to_action = (lambda logits: logits.argmax(-1)) if discrete else (lambda mu: mu)
-    acts = {name: (lambda net: (lambda obs: to_action(deterministic_actor(net)(obs))))(net)
-            for name, net in (("untrained", untrained), ("trained", trained))}
-    before = rollout_summary(env, acts["untrained"], steps)
+    def policy(net):
+        act = deterministic_actor(net)
+        return (lambda obs: act(obs).argmax(-1)) if discrete else act
+    before = rollout_summary(env, policy(untrained), steps, clip=not discrete)
     frames, frame = [], None
     task = getattr(env, "task", env)
     renderer = None
@@ -125,7 +124,7 @@ def summarize_run(make_env, params: dict, run_dir: str, seed: int, video: bool =
             frame = lambda: frames.append(renderer(0))
         except Exception as exc:               # no GL: the numbers still matter
             log(f"(no video: {type(exc).__name__}: {str(exc).splitlines()[0]})")
-    after = rollout_summary(env, acts["trained"], steps, frame)
+    after = rollout_summary(env, policy(trained), steps, frame, clip=not discrete)
     dt = float(getattr(env, "dt", 0.0))
     log("\n" + format_summary(before, after, steps, dt))
     result = {"checkpoint": ckpt_path, "steps": steps, "untrained": before, "trained": after}

@@ -1,0 +1,25 @@
+"""hrl-train eval_summary=True: the untrained and the trained policy rolled out deterministically in
+the task's own terms, printed as a table and written to eval_summary.json (real training, real LLC)."""
+from __future__ import annotations
+
+import json
+
+from conftest import train_in_process
+
+
+def test_hierarchical_run_prints_what_the_policy_does(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = train_in_process(
+        ["task=HumanoidLocationHRL", "num_envs=4", "max_iterations=2", "task.env.episodeLength=40",
+         "train.params.config.horizon_length=8", "train.params.config.minibatch_size=32", "eval_summary=True"],
+        capsys)
+    assert status == 0, out[-3000:]
+    assert "What the policy does" in out and "targets_reached_per_episode" in out
+    (summary,) = tmp_path.glob("runs/HumanoidLocationHRL_*/eval_summary.json")
+    result = json.loads(summary.read_text())
+    assert result["steps"] == 8                                 # 40 control steps / k = 5
+    for side in ("untrained", "trained"):
+        stats = result[side]
+        assert stats["episodes"] >= 4                           # every env ends at the time limit
+        assert 0.0 <= stats["falls_per_episode"] <= 1.0 and "targets_reached_per_episode" in stats
+    assert result["checkpoint"].endswith(".pth")
