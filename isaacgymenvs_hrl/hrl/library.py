@@ -49,10 +49,6 @@ def load_manifest(manifest: Path = MANIFEST) -> dict:
     return blob["entries"]
 
 
-def is_library_name(name: str) -> bool:
-    return str(name) in load_manifest()
-
-
 def verify(name: str, manifest: Path = MANIFEST) -> Path:
     """The file of library entry ``name``, after checking that it exists and matches its hash."""
     entries = load_manifest(manifest)
