@@ -23,3 +23,10 @@ def test_hierarchical_run_prints_what_the_policy_does(tmp_path, monkeypatch, cap
         assert stats["episodes"] >= 4                           # every env ends at the time limit
         assert 0.0 <= stats["falls_per_episode"] <= 1.0 and "targets_reached_per_episode" in stats
     assert result["checkpoint"].endswith(".pth")
+    # the run's LLC is a skill library name: hrl-export resolves and bundles its verified file
+    from isaacgymenvs_hrl.export import export_policy, load_run
+    from isaacgymenvs_hrl.hrl import library
+    run = load_run(result["checkpoint"])
+    assert run.llc_path == library.verify("humanoid/walk_bc")
+    policy, meta = export_policy(run, tmp_path / "hl.onnx", "onnx", "full")
+    assert policy.is_file() and json.loads(meta.read_text())["hierarchy"]["k"] == 5

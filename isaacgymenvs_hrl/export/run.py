@@ -97,7 +97,8 @@ def wrap_hierarchical(task, cfg: dict, llc=None):
         return task, None, None, None, 1
     from ..hrl import LatentSkillEnv, load_llc
 
-    llc_path = Path(llc_cfg["checkpoint"])
+    from ..hrl.library import resolve
+    llc_path = resolve(llc_cfg["checkpoint"], kind="llc")      # a skill library name: its verified file
     if not llc_path.is_file():
         raise ExportError(f"the run's LLC checkpoint task.env.llc.checkpoint={llc_path} is not found; the "
                           "export bundles the frozen LLC, so restore that file (or run hrl-export from the "
