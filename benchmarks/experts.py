@@ -50,16 +50,8 @@ SUITES = {
 
 
 def compose(task: str, overrides: list[str]):
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from isaacgymenvs_hrl.paths import CFG_DIR
-    from isaacgymenvs_hrl.utils.config import register_resolvers
-
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.1"):
-        return hydra_compose(config_name="config", overrides=[f"task={task}", *overrides])
+    from isaacgymenvs_hrl.utils.task_config import compose_config
+    return compose_config([f"task={task}", *overrides])
 
 
 def run_suite(name: str, num_envs: int, per_env: int, seed: int, noise: float, log, policy_path=None,

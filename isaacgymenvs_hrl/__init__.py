@@ -20,23 +20,19 @@ def make(seed: int, task: str, num_envs: int, sim_device: str, rl_device: str,
     class named by the composed config's ``name`` (``task="HumanoidRun"`` builds ``Humanoid``), seed.
 
     The values are checked with the CLI's rules, so a bad one is a ``UserError``, not a silent fallback."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import MissingConfigException
 
     from .paths import CFG_DIR
     from .utils.config import as_int, check_device, check_seed, check_task_cfg, register_resolvers, resolve
     from .utils.seeding import set_seed
+    from .utils.task_config import compose_config
 
     register_resolvers()
     check_seed(seed)
     sim_device, rl_device = check_device(sim_device, "sim_device"), check_device(rl_device, "rl_device")
     if cfg is None:
-        if GlobalHydra.instance().is_initialized():
-            GlobalHydra.instance().clear()
         try:
-            with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.1"):
-                cfg = compose(config_name="config", overrides=[f"task={task}"])
+            cfg = compose_config([f"task={task}"])
         except MissingConfigException:
             configs = sorted(p.stem for p in (CFG_DIR / "task").glob("*.yaml"))
             raise UserError(f"unknown task '{task}': no cfg/task/{task}.yaml; available: "

@@ -26,7 +26,7 @@ register_resolvers()
 
 def load_rlgames_policy(checkpoint: str, num_obs: int, num_actions: int, device: str = "cpu"):
     """Rebuild an rl-games actor from its checkpoint and the run's saved config; returns obs -> (mu, sigma)."""
-    from rl_games.algos_torch.model_builder import ModelBuilder
+    from isaacgymenvs_hrl.learning.evaluation import build_network
 
     ckpt_path = Path(checkpoint)
     if not ckpt_path.is_file():
@@ -39,10 +39,7 @@ def load_rlgames_policy(checkpoint: str, num_obs: int, num_actions: int, device:
         raise UserError(f"{run_cfg} not found: hrl-collect reads the network of policy={checkpoint} from "
                         "the config.yaml that hrl-train writes next to nn/")
     params = yaml.safe_load(run_cfg.read_text())["train"]["params"]
-    net = ModelBuilder().load(params).build({
-        "actions_num": num_actions, "input_shape": (num_obs,), "num_seqs": 1, "value_size": 1,
-        "normalize_value": params["config"].get("normalize_value", False),
-        "normalize_input": params["config"].get("normalize_input", False)})
+    net = build_network(params, num_obs, num_actions)
     from isaacgymenvs_hrl.learning.checkpoints import check_fits, load_checkpoint, require_parts
     ckpt = load_checkpoint(ckpt_path, key="policy")          # weights only: a pickled payload is refused
     require_parts(ckpt, ("model",), ckpt_path, key="policy")

@@ -100,11 +100,8 @@ def cfg_factory():
 
 def compose_train_config(args):
     """The config hrl-train composes for ``args`` (the project's cfg/ and Hydra's overrides)."""
-    from hydra import compose, initialize_config_dir
-
-    from isaacgymenvs_hrl.paths import CFG_DIR
-    with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.1"):
-        return compose(config_name="config", overrides=list(args))
+    from isaacgymenvs_hrl.utils.task_config import compose_config
+    return compose_config(args)
 
 
 def train_in_process(args, capsys):
