@@ -101,6 +101,7 @@ def add(name: str, file: str | os.PathLike, kind: str, command: str, seed: int, 
     """Copy ``file`` into the library as ``name`` and record it (atomic manifest rewrite)."""
     import shutil
 
+    from ..utils.atomic import commit, tmp_path
     from ..utils.provenance import code_version
     src = Path(file)
     if not src.is_file():
@@ -109,9 +110,9 @@ def add(name: str, file: str | os.PathLike, kind: str, command: str, seed: int, 
     rel = Path(name + suffix)
     dst = manifest.parent / rel
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + f".tmp.{os.getpid()}")
+    tmp = tmp_path(dst)
     shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    commit(tmp, dst)
     run_cfg = src.parent.parent / "config.yaml"       # an rl-games policy's network is described there
     if kind == "policy" and run_cfg.is_file():
         shutil.copyfile(run_cfg, dst.with_name(Path(name).name + ".yaml"))
@@ -127,9 +128,9 @@ def add(name: str, file: str | os.PathLike, kind: str, command: str, seed: int, 
     entries = load_manifest(manifest)
     entries[name] = entry
     text = json.dumps({"format": MANIFEST_FORMAT, "entries": dict(sorted(entries.items()))}, indent=1)
-    tmp = manifest.with_name(manifest.name + f".tmp.{os.getpid()}")
+    tmp = tmp_path(manifest)
     tmp.write_text(text + "\n")
-    os.replace(tmp, manifest)
+    commit(tmp, manifest)
     return entry
 
 
