@@ -114,9 +114,9 @@ def save_llc(path: str | os.PathLike, spec: dict, policy: nn.Module, mid: nn.Mod
     _check_normalizers(weights)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp.{os.getpid()}")
+    from ..utils.atomic import commit, tmp_path
+    tmp = tmp_path(path)
     torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "spec": spec, "weights": weights}, tmp)
-    from ..utils.atomic import commit
     commit(tmp, path)           # fsynced, then renamed: a good file is only ever replaced by a complete one
     return path
 
