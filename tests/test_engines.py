@@ -355,3 +355,48 @@ def test_foot_touch_sensors_read_weight_while_standing():
     touch = [eng.sensordata[0, m.sensor(s).adr[0]].item() for s in ("right_foot_touch", "left_foot_touch")]
     weight = float(np.sum(m.body_mass)) * 9.81
     assert sum(touch) == pytest.approx(weight, rel=0.3)
+
+
+# ---- solver options and per-physics-step controls ------------------------------------------
+def test_solver_options_from_the_config_reach_the_model():
+    params = SimParams(dt=0.02, substeps=4, solver={"iterations": 7, "ls_iterations": 3, "tolerance": 1e-6,
+                                                    "noslip_iterations": 2, "cone": "pyramidal"})
+    eng = create_engine("mujoco", HUMANOID_XML, 2, params)
+    opt = eng.model.opt
+    assert (opt.iterations, opt.ls_iterations, opt.noslip_iterations) == (7, 3, 2)
+    assert opt.tolerance == pytest.approx(1e-6) and opt.cone == mujoco.mjtCone.mjCONE_PYRAMIDAL
+    eng.close()
+
+
+@pytest.mark.parametrize("solver,match", [({"itrations": 5}, r"sim.mujoco.itrations.*iterations"),
+                                          ({"iterations": 0}, r"iterations must be >= 1"),
+                                          ({"tolerance": "tight"}, r"tolerance must be a number"),
+                                          ({"cone": "round"}, r"cone must be pyramidal or elliptic")])
+def test_bad_solver_option_names_the_key(solver, match):
+    with pytest.raises(SimError, match=match):
+        create_engine("mujoco", HUMANOID_XML, 2, SimParams(dt=0.02, substeps=4, solver=solver))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_step_controls_equals_stepping_one_control_at_a_time(backend):
+    a, b = make_engine(backend, 3), make_engine(backend, 3)
+    for eng in (a, b):
+        eng.reset_envs(torch.arange(3), *stand_state(eng))
+    gen = torch.Generator().manual_seed(0)
+    seq = torch.rand(3, 5, a.model.nu, generator=gen) * 2 - 1
+    seq[:, 2] = seq[:, 1]                       # a run of equal columns (stepped together by the fallback)
+    a.step_controls(seq)
+    for j in range(5):
+        b.ctrl[:] = seq[:, j]
+        b.step(1)
+    torch.testing.assert_close(a.qpos, b.qpos, rtol=0, atol=1e-6)
+    torch.testing.assert_close(a.qvel, b.qvel, rtol=0, atol=1e-5)
+    assert torch.equal(a.ctrl, seq[:, -1].to(a.ctrl))
+    # and the sequence matters: holding the last control gives another state
+    c = make_engine(backend, 3)
+    c.reset_envs(torch.arange(3), *stand_state(c))
+    c.ctrl[:] = seq[:, -1]
+    c.step(5)
+    assert not torch.allclose(c.qvel, a.qvel, atol=1e-3)
+    for eng in (a, b, c):
+        eng.close()

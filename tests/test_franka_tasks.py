@@ -41,6 +41,13 @@ def test_batched_fk_and_jacobian_match_mujoco():
     np.testing.assert_allclose(p.numpy(), np.array(pos), atol=1e-9)
     np.testing.assert_allclose(r.numpy(), np.array(rot), atol=1e-9)
     np.testing.assert_allclose(j.numpy(), np.array(jac), atol=1e-9)
+    # the pose is remembered for repeated asks of the same q, and recomputed for a new q
+    q = torch.tensor(np.array(qs))
+    assert kin.forward(q, jacobian=False)[0] is kin.forward(q.clone(), jacobian=False)[0]
+    q2 = q.clone()
+    q2[0, 0] += 0.3
+    p2, _ = kin.forward(q2, jacobian=False)
+    assert (p2[0] - p[0]).norm() > 0.05 and torch.allclose(p2[1:], p[1:], atol=1e-12)
 
 
 def test_ik_reaches_reachable_targets():
@@ -104,6 +111,17 @@ def test_all_object_sets_build_and_rest_on_the_table(sets):
     hh, _, _ = task.object_dims()
     z = task.object_qpos()[:, :, 2]
     assert ((z - hh).abs() < 0.004).all(), "active objects should rest on the table"
+
+
+def test_sim_mujoco_solver_settings_reach_the_scene():
+    cfg = stack_cfg()
+    cfg["sim"]["substeps"] = 10
+    cfg["sim"]["mujoco"].update(iterations=9, ls_iterations=4)
+    task = FrankaStack(cfg, "cpu", "cpu", -1, True)
+    opt = task.engine.model.opt
+    assert (opt.iterations, opt.ls_iterations, opt.timestep) == (9, 4, pytest.approx(0.005))
+    task.step(torch.zeros(4, task.num_actions))
+    task.close()
 
 
 def test_bad_config_names_the_key():

@@ -149,7 +149,6 @@ def test_substep_delay_holds_the_previous_ctrl_for_s_physics_steps():
         b.ctrl[:] = torch.where((torch.tensor([0, 1, 3]) <= i)[:, None], new, old)
         b.step(1)
     assert torch.equal(a.qpos, b.qpos) and torch.equal(a.qvel, b.qvel)
-    assert [n for n, _ in lat.substep_chunks(4)] == [1, 2, 1]
     assert torch.equal(a.ctrl, new)
     # and it differs from no delay (the delay is real)
     c = make_engine("mujoco", 3)

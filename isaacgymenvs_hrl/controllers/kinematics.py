@@ -42,16 +42,6 @@ def quat_from_rotation(r: torch.Tensor) -> torch.Tensor:
     return q * torch.where(q[..., :1] < 0, -1.0, 1.0)
 
 
-def axis_angle_rotation(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """Rodrigues: unit axis (3,) and angles (N,) -> (N, 3, 3)."""
-    k = axis.to(angle)
-    kx = torch.zeros(3, 3, dtype=angle.dtype, device=angle.device)
-    kx[0, 1], kx[0, 2], kx[1, 0], kx[1, 2], kx[2, 0], kx[2, 1] = -k[2], k[1], k[2], -k[0], -k[1], k[0]
-    s, c = torch.sin(angle)[:, None, None], torch.cos(angle)[:, None, None]
-    eye = torch.eye(3, dtype=angle.dtype, device=angle.device)
-    return eye + s * kx + (1 - c) * (kx @ kx)
-
-
 class ChainKinematics:
     """FK and 6xJ geometric Jacobian of ``site`` w.r.t. the hinge ``joints`` (in chain order).
 
@@ -76,42 +66,59 @@ class ChainKinematics:
         if set(body_of_joint) - set(path):
             raise ValueError(f"joints {joints} are not all on the path from the world to site '{site}'")
         t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=dtype, device=self.device)
-        # per body on the path: offset in parent, rotation in parent, optional joint (index into joints)
+        # per body on the path: offset in parent, rotation in parent, joint index into ``joints``
+        # (-1: rigid), joint anchor (None when at the body origin, as on the Panda)
         self._links = []
+        axes = torch.zeros(len(jids), 3, dtype=dtype, device=self.device)
         for body in path:
             for j in range(model.body_jntadr[body], model.body_jntadr[body] + model.body_jntnum[body]):
                 if j not in jids:
                     raise ValueError(f"joint '{model.joint(j).name}' moves site '{site}' but is not in {joints}")
-            jidx = jids.index(body_of_joint[body]) if body in body_of_joint else -1
-            rot = rotation_from_quat(t(model.body_quat[body]))
             j = body_of_joint.get(body)
-            axis = t(model.jnt_axis[j]) if j is not None else None
-            anchor = t(model.jnt_pos[j]) if j is not None else None
-            self._links.append((t(model.body_pos[body]), rot, jidx, axis, anchor))
+            jidx = jids.index(j) if j is not None else -1
+            anchor = None
+            if j is not None:
+                axes[jidx] = t(model.jnt_axis[j])
+                if np.any(model.jnt_pos[j]):
+                    anchor = t(model.jnt_pos[j])
+            self._links.append((t(model.body_pos[body]), rotation_from_quat(t(model.body_quat[body])), jidx, anchor))
+        # Rodrigues per joint, R(q) = I + sin q K + (1 - cos q) K^2, with K = [axis]_x fixed
+        skew = torch.zeros(len(jids), 3, 3, dtype=dtype, device=self.device)
+        skew[:, 0, 1], skew[:, 0, 2], skew[:, 1, 2] = -axes[:, 2], axes[:, 1], -axes[:, 0]
+        skew = skew - skew.transpose(1, 2)
+        self._axes, self._skew, self._skew2 = axes, skew, skew @ skew
         self.site_pos = t(model.site_pos[site_id])                          # (3,) in the site body
         self.site_rot = rotation_from_quat(t(model.site_quat[site_id]))      # (3, 3)
         self.num_joints = len(jids)
+        self._pose_q = self._pose = None      # last pose without Jacobian: tasks ask for it repeatedly
 
     def forward(self, q: torch.Tensor, jacobian: bool = True):
         """q (N, nj) -> site position (N, 3), rotation (N, 3, 3) and, optionally, J (N, 6, nj)
         with rows [linear; angular] velocity of the site in the world frame (as mj_jacSite)."""
         q = q.to(self.dtype)
+        if not jacobian and self._pose_q is not None and self._pose_q.shape == q.shape \
+                and torch.equal(self._pose_q, q):
+            return self._pose
         n = q.shape[0]
+        s, c = torch.sin(q)[:, :, None, None], torch.cos(q)[:, :, None, None]
+        joint_rot = torch.eye(3, dtype=self.dtype, device=q.device) + s * self._skew + (1 - c) * self._skew2
         p = torch.zeros(n, 3, dtype=self.dtype, device=q.device)
         r = torch.eye(3, dtype=self.dtype, device=q.device).expand(n, 3, 3)
         axes_w, anchors_w = [None] * self.num_joints, [None] * self.num_joints
-        for offset, rot, jidx, axis, anchor in self._links:
+        for offset, rot, jidx, anchor in self._links:
             p = p + r @ offset
             r = r @ rot
             if jidx >= 0:
-                anchor_w = p + r @ anchor
-                axes_w[jidx] = r @ axis
+                anchor_w = p if anchor is None else p + r @ anchor
+                axes_w[jidx] = r @ self._axes[jidx]
                 anchors_w[jidx] = anchor_w
-                r = r @ axis_angle_rotation(axis, q[:, jidx])
-                p = anchor_w - r @ anchor                               # rotate about the anchor
+                r = r @ joint_rot[:, jidx]
+                if anchor is not None:
+                    p = anchor_w - r @ anchor                           # rotate about the anchor
         site_p = p + r @ self.site_pos
         site_r = r @ self.site_rot
         if not jacobian:
+            self._pose_q, self._pose = q.clone(), (site_p, site_r)
             return site_p, site_r
         ax = torch.stack(axes_w, dim=-1)                                   # (N, 3, nj)
         lever = site_p[:, :, None] - torch.stack(anchors_w, dim=-1)       # (N, 3, nj)

@@ -6,7 +6,8 @@ MuJoCo Warp (``mjwarp``). Tasks step and read state only through this interface;
 ``mujoco`` itself only to build and edit their scenes (``MjSpec``, ``configure_model``).
 
 Timing conventions (same on both backends, they come from MuJoCo itself):
-- ``step(n)`` advances every env by n physics steps of ``model.opt.timestep`` with ``ctrl`` held.
+- ``step(n)`` advances every env by n physics steps of ``model.opt.timestep`` with ``ctrl`` held;
+  ``step_controls(seq)`` does the same with a control per physics step (ramps, delays).
 - ``qpos``/``qvel`` are the state after the last step.
 - ``sensordata`` is what MuJoCo computed inside the last ``mj_step``, i.e. before its
   integration: one physics step older than ``qpos``. After ``reset_envs`` it stays stale for the
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mujoco
 import numpy as np
@@ -51,6 +52,9 @@ RANDOMIZABLE_FIELDS = (
     "gravity",            # (3,) model.opt.gravity
 )
 OPTION_FIELDS = ("gravity",)   # RANDOMIZABLE_FIELDS that live in model.opt
+# MjModel.opt fields a task config may set under sim.mujoco (with their types); cone by name
+SOLVER_OPTIONS = {"iterations": int, "ls_iterations": int, "tolerance": float, "ls_tolerance": float,
+                  "impratio": float, "noslip_iterations": int, "cone": str}
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,9 @@ class SimParams:
     substeps: int           # MuJoCo steps per ``simulate()``: timestep = dt / substeps
     gravity: tuple = (0.0, 0.0, -9.81)
     num_threads: int = 0    # CPU threads of the mujoco backend; 0 = all cores
+    # MuJoCo <option> overrides from ``sim.mujoco`` (None keeps the MJCF's value): a scene's solver
+    # budget is a per-task choice of speed against accuracy, so it lives in the task config
+    solver: dict = field(default_factory=dict)
 
     @property
     def timestep(self) -> float:
@@ -82,6 +89,24 @@ def load_mjcf(path: str, params: SimParams) -> mujoco.MjModel:
                        f"substeps={params.substeps}")
     model.opt.timestep = params.timestep
     model.opt.gravity[:] = params.gravity
+    for key, value in params.solver.items():
+        if key not in SOLVER_OPTIONS:
+            raise SimError(f"sim.mujoco.{key} is not a solver option this project sets; choose from "
+                           f"{', '.join(SOLVER_OPTIONS)}")
+        if key == "cone":
+            cones = {"pyramidal": mujoco.mjtCone.mjCONE_PYRAMIDAL, "elliptic": mujoco.mjtCone.mjCONE_ELLIPTIC}
+            if value not in cones:
+                raise SimError(f"sim.mujoco.cone must be pyramidal or elliptic, got {value!r}")
+            model.opt.cone = cones[value]
+            continue
+        kind = SOLVER_OPTIONS[key]
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise SimError(f"sim.mujoco.{key} must be a number, got {value!r}") from None
+        if number < 0 or (key in ("iterations", "ls_iterations") and number < 1):
+            raise SimError(f"sim.mujoco.{key} must be {'>= 1' if kind is int else '>= 0'}, got {value!r}")
+        setattr(model.opt, key, number)
     return model
 
 
@@ -101,6 +126,20 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def step(self, nsteps: int) -> None:
         """Advance all envs by ``nsteps`` physics steps with ``ctrl`` held."""
+
+    def step_controls(self, ctrl_seq: torch.Tensor) -> None:
+        """Advance all envs by ``ctrl_seq.shape[1]`` physics steps, step j with controls
+        ``ctrl_seq[:, j]`` (N, nsteps, nu); ``ctrl`` holds the last ones afterwards. Runs of equal
+        columns are stepped together, so a ramp of a few pieces costs a few ``step`` calls."""
+        nsteps = ctrl_seq.shape[1]
+        j = 0
+        while j < nsteps:
+            k = j + 1
+            while k < nsteps and torch.equal(ctrl_seq[:, k], ctrl_seq[:, j]):
+                k += 1
+            self.ctrl[:] = ctrl_seq[:, j]
+            self.step(k - j)
+            j = k
 
     @abc.abstractmethod
     def reset_envs(self, env_ids: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:

@@ -54,7 +54,7 @@ class MjwarpEngine(Engine):
         for _ in range(nsteps):
             self._mjw.step(self.m, self.d)
 
-    def step(self, nsteps: int) -> None:
+    def _launch(self, nsteps: int) -> None:
         wp = self._wp
         with wp.ScopedDevice(self.wp_device):
             if self.device.type == "cuda":
@@ -67,6 +67,17 @@ class MjwarpEngine(Engine):
                 wp.capture_launch(graph)
             else:
                 self._step_kernels(nsteps)
+
+    def step(self, nsteps: int) -> None:
+        self._launch(nsteps)
+        self.unstable = ~(torch.isfinite(self.qpos).all(-1) & torch.isfinite(self.qvel).all(-1))
+
+    def step_controls(self, ctrl_seq: torch.Tensor) -> None:
+        """One graph replay per physics step, no host sync: comparing columns would need one."""
+        ctrl_seq = ctrl_seq.to(self.ctrl)
+        for j in range(ctrl_seq.shape[1]):
+            self.ctrl.copy_(ctrl_seq[:, j])
+            self._launch(1)
         self.unstable = ~(torch.isfinite(self.qpos).all(-1) & torch.isfinite(self.qvel).all(-1))
 
     def reset_envs(self, env_ids: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:

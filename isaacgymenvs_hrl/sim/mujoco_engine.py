@@ -80,6 +80,18 @@ class MujocoEngine(Engine):
         if nsteps != self._nstep_alloc:
             self._alloc(nsteps)
         self._ctrl64[:] = self.ctrl.detach().cpu().numpy()[:, None, :]
+        self._rollout(nsteps)
+
+    def step_controls(self, ctrl_seq: torch.Tensor) -> None:
+        """One rollout call for the whole sequence: the thread pool is woken once per control step."""
+        nsteps = ctrl_seq.shape[1]
+        if nsteps != self._nstep_alloc:
+            self._alloc(nsteps)
+        self._ctrl64[:] = ctrl_seq.detach().cpu().numpy()
+        self.ctrl[:] = ctrl_seq[:, -1]
+        self._rollout(nsteps)
+
+    def _rollout(self, nsteps: int) -> None:
         t_expected = self._state[:, self._sl_time] + nsteps * self.model.opt.timestep
         self._pool.rollout(self._models, self._datas, self._state, self._ctrl64, skip_checks=True,
                            nstep=nsteps, state=self._state_out, sensordata=self._sens_out)

@@ -200,15 +200,8 @@ class Latency:
         return self._obs_buf[idx, self._env_index]
 
     # ---- sub-control-period action delay --------------------------------------------------------
-    def substep_chunks(self, substeps: int) -> list[tuple[int, torch.Tensor]]:
-        """One control period as (physics steps, mask of envs already on the new ctrl) pieces: env e
-        switches after ``substep_delay[e]`` substeps. As many pieces as distinct delays (+1)."""
-        bounds = sorted({0, substeps, *[int(b) for b in torch.unique(self.substep_delay).tolist()]})
-        return [(b - a, self.substep_delay <= a) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-
     def simulate(self, engine, ctrl_prev: torch.Tensor, ctrl_new: torch.Tensor, substeps: int) -> None:
         """Step ``engine`` one control period (``substeps`` physics steps) with the substep delay."""
-        for nsteps, switched in self.substep_chunks(substeps):
-            engine.ctrl[:] = torch.where(switched[:, None].to(ctrl_new.device), ctrl_new, ctrl_prev)
-            engine.step(nsteps)
-        engine.ctrl[:] = ctrl_new
+        step = torch.arange(substeps, device=self.substep_delay.device)
+        switched = (step[None, :] >= self.substep_delay[:, None]).to(ctrl_new.device)     # (N, substeps)
+        engine.step_controls(torch.where(switched[..., None], ctrl_new[:, None], ctrl_prev[:, None]))

@@ -167,7 +167,8 @@ class VecTask(abc.ABC):
         self.sim_params = SimParams(
             dt=float(sim_cfg.get("dt", 0.02)), substeps=int(sim_cfg.get("substeps", 1)),
             gravity=tuple(sim_cfg.get("gravity", (0.0, 0.0, -9.81))),
-            num_threads=int(threads or 0))
+            num_threads=int(threads or 0),
+            solver={k: v for k, v in mj.items() if k != "num_threads" and v is not None})
         self.physics_engine = config.get("physics_engine", "mujoco")
         self.dt = self.sim_params.dt * self.control_freq_inv     # control period, seconds
         self.engine: Engine = create_engine(self.physics_engine, self.mjcf_path(), self.num_envs,
@@ -291,10 +292,13 @@ class VecTask(abc.ABC):
         if ctrl_from is None or chunks <= 1:
             self.engine.step(n)
             return
-        ctrl_to = self.engine.ctrl.clone()
-        for i in range(chunks):
-            self.engine.ctrl[:] = ctrl_from + (i + 1) / chunks * (ctrl_to - ctrl_from)
-            self.engine.step(n // chunks + (1 if i < n % chunks else 0))
+        # piece i of the ramp covers n // chunks physics steps (the first n % chunks one more)
+        piece = torch.repeat_interleave(torch.arange(chunks, device=self.device),
+                                        torch.tensor([n // chunks + (i < n % chunks) for i in range(chunks)],
+                                                     device=self.device))
+        frac = ((piece + 1).float() / chunks)[None, :, None]                   # (1, n, 1)
+        ctrl_to = self.engine.ctrl
+        self.engine.step_controls(ctrl_from[:, None] + frac * (ctrl_to - ctrl_from)[:, None])
 
     def _start_episodes(self, env_ids: torch.Tensor) -> None:
         """New episodes for ``env_ids``: re-randomize those due, then the task's reset_idx."""
