@@ -77,7 +77,7 @@ def shake_test(overrides, num_envs, seed, shake_s, yaw: bool = True, amplitude: 
         obs, *_ = task.step(act)
         live = shaking & (t - start >= 1)
         slip = torch.where(live, torch.maximum(slip, (hand_frame(task, red()) - in_hand0).norm(dim=-1)), slip)
-        if ((start >= 0) & (t - start >= steps)).sum() == n or t >= 400 + steps - 1:
+        if ((start >= 0) & (t - start >= steps)).all():
             break
     done = (start >= 0) & (t - start >= steps - 1)
     dropped = done & (slip > 0.02)

@@ -384,7 +384,7 @@ def test_step_controls_equals_stepping_one_control_at_a_time(backend):
         eng.reset_envs(torch.arange(3), *stand_state(eng))
     gen = torch.Generator().manual_seed(0)
     seq = torch.rand(3, 5, a.model.nu, generator=gen) * 2 - 1
-    seq[:, 2] = seq[:, 1]                       # a run of equal columns (stepped together by the fallback)
+    seq[:, 2] = seq[:, 1]                       # a run of equal columns, as in a control ramp
     a.step_controls(seq)
     for j in range(5):
         b.ctrl[:] = seq[:, j]

@@ -96,8 +96,7 @@ class ChainKinematics:
         """q (N, nj) -> site position (N, 3), rotation (N, 3, 3) and, optionally, J (N, 6, nj)
         with rows [linear; angular] velocity of the site in the world frame (as mj_jacSite)."""
         q = q.to(self.dtype)
-        if not jacobian and self._pose_q is not None and self._pose_q.shape == q.shape \
-                and torch.equal(self._pose_q, q):
+        if not jacobian and self._pose_q is not None and torch.equal(self._pose_q, q):
             return self._pose
         n = q.shape[0]
         s, c = torch.sin(q)[:, :, None, None], torch.cos(q)[:, :, None, None]

@@ -127,19 +127,10 @@ class Engine(abc.ABC):
     def step(self, nsteps: int) -> None:
         """Advance all envs by ``nsteps`` physics steps with ``ctrl`` held."""
 
+    @abc.abstractmethod
     def step_controls(self, ctrl_seq: torch.Tensor) -> None:
         """Advance all envs by ``ctrl_seq.shape[1]`` physics steps, step j with controls
-        ``ctrl_seq[:, j]`` (N, nsteps, nu); ``ctrl`` holds the last ones afterwards. Runs of equal
-        columns are stepped together, so a ramp of a few pieces costs a few ``step`` calls."""
-        nsteps = ctrl_seq.shape[1]
-        j = 0
-        while j < nsteps:
-            k = j + 1
-            while k < nsteps and torch.equal(ctrl_seq[:, k], ctrl_seq[:, j]):
-                k += 1
-            self.ctrl[:] = ctrl_seq[:, j]
-            self.step(k - j)
-            j = k
+        ``ctrl_seq[:, j]`` (N, nsteps, nu); ``ctrl`` holds the last ones afterwards."""
 
     @abc.abstractmethod
     def reset_envs(self, env_ids: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:

@@ -174,6 +174,14 @@ class VecTask(abc.ABC):
         self.engine: Engine = create_engine(self.physics_engine, self.mjcf_path(), self.num_envs,
                                             self.sim_params, sim_device=self.device,
                                             configure_model=self.configure_model)
+        # share of the way from the old to the new servo targets at each physics step of the ramp
+        # (None: no ramp); piece i covers substeps // chunks steps, the first substeps % chunks one more
+        n, chunks = self.sim_params.substeps, min(self.ctrl_ramp_chunks, self.sim_params.substeps)
+        self.ramp_fraction = None
+        if chunks > 1:
+            piece = torch.repeat_interleave(torch.arange(chunks),
+                                            torch.tensor([n // chunks + (i < n % chunks) for i in range(chunks)]))
+            self.ramp_fraction = ((piece + 1).float() / chunks)[None, :, None].to(self.device)   # (1, n, 1)
 
         self.obs_slices, self.num_obs = named_slices(self.obs_layout())
         self.num_actions = self.num_actions_from_model()
@@ -288,17 +296,11 @@ class VecTask(abc.ABC):
         if ctrl_from is not None and self.latency is not None and self.latency.has_substep_delay:
             self.latency.simulate(self.engine, ctrl_from, self.engine.ctrl.clone(), n)
             return
-        chunks = min(self.ctrl_ramp_chunks, n)
-        if ctrl_from is None or chunks <= 1:
+        if ctrl_from is None or self.ramp_fraction is None:
             self.engine.step(n)
             return
-        # piece i of the ramp covers n // chunks physics steps (the first n % chunks one more)
-        piece = torch.repeat_interleave(torch.arange(chunks, device=self.device),
-                                        torch.tensor([n // chunks + (i < n % chunks) for i in range(chunks)],
-                                                     device=self.device))
-        frac = ((piece + 1).float() / chunks)[None, :, None]                   # (1, n, 1)
         ctrl_to = self.engine.ctrl
-        self.engine.step_controls(ctrl_from[:, None] + frac * (ctrl_to - ctrl_from)[:, None])
+        self.engine.step_controls(ctrl_from[:, None] + self.ramp_fraction * (ctrl_to - ctrl_from)[:, None])
 
     def _start_episodes(self, env_ids: torch.Tensor) -> None:
         """New episodes for ``env_ids``: re-randomize those due, then the task's reset_idx."""
