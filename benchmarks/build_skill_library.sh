@@ -30,12 +30,14 @@ if has teacher; then
 fi
 
 if has humanoid; then
-  TEACHER=$(ls -td runs/teacher_*/nn/teacher.pth | head -1)
+  # this run's teacher, else the shipped one; every episode is stored mirrored too (both turning
+  # directions) and its command slice relabelled with the velocity achieved over the next second
+  TEACHER=$(ls -td runs/teacher_*/nn/teacher.pth 2>/dev/null | head -1)
   hrl-collect task=HumanoidLocomotion num_envs=64 num_episodes=128 noise=0.1 seed=1 \
-    policy="$TEACHER" output=datasets/walk.hdf5
+    policy="${TEACHER:-humanoid/teacher}" mirror=True hindsight_steps=50 output=datasets/walk.hdf5
   D=datasets/walk.hdf5
   build humanoid/walk_bc llc llcs/walk_bc.llc.pt 0 $D \
-    "command-conditioned BC: the latent is the teacher's command (vx, vy, yaw rate)" -- \
+    "velocity-conditioned BC: the latent is the velocity achieved over the next second (vx, vy, yaw rate; hindsight-relabelled teacher data, mirrored)" -- \
     hrl-skills algo=bc dataset=$D output=llcs/walk_bc.llc.pt seed=0 skills.epochs=20 report.videos=false
   build humanoid/walk_npmp llc llcs/walk_npmp.llc.pt 0 $D \
     "NPMP: latent from a look-ahead encoder with an AR(1) prior; not the command" -- \

@@ -106,6 +106,31 @@ def collect(task, policy, num_episodes: int, noise: float = 0.0, deterministic: 
             for k, v in out.items()}
 
 
+def relabel_command(data: dict, achieved: np.ndarray, start: int, steps: int) -> dict:
+    """Hindsight relabelling: the command slice ``[start, start + 3)`` becomes the mean of what was
+    achieved over the next ``steps`` steps of the same episode, so a command-conditioned LLC learns
+    what the actions do rather than what the teacher was asked (a teacher that drifts under a
+    zero yaw command would otherwise teach that drift as 'straight')."""
+    ends = np.nonzero(np.logical_or(data["terminals"], data["timeouts"]))[0]
+    t = np.arange(len(achieved))
+    episode_end = ends[np.searchsorted(ends, t)] + 1                  # one past the episode's last step
+    stop = np.minimum(t + steps, episode_end)
+    csum = np.concatenate([np.zeros((1, achieved.shape[1])), np.cumsum(achieved, 0, dtype=np.float64)])
+    mean = (csum[stop] - csum[t]) / (stop - t)[:, None]
+    out = dict(data)
+    out["observations"] = data["observations"].copy()
+    out["observations"][:, start:start + achieved.shape[1]] = mean
+    return out
+
+
+def with_mirror(data: dict, maps: dict) -> dict:
+    """The data followed by its reflection through the sagittal plane (episodes stay whole)."""
+    keys = {"observations": "obs", "actions": "actions", "infos.qpos": "qpos", "infos.qvel": "qvel"}
+    mirrored = {k: (v[:, maps[keys[k]][0].numpy()] * maps[keys[k]][1].numpy() if k in keys else v)
+                for k, v in data.items()}
+    return {k: np.concatenate([data[k], mirrored[k]]).astype(data[k].dtype) for k in data}
+
+
 @hydra.main(version_base="1.1", config_name="collect", config_path=str(CFG_DIR))
 @exit_on_user_error
 def main_hydra(cfg: DictConfig) -> None:
@@ -143,8 +168,22 @@ def main_hydra(cfg: DictConfig) -> None:
     t0 = time.time()
     data = collect(task, policy, int(cfg.num_episodes), noise, bool(cfg.deterministic))
     elapsed = time.time() - t0
+    hindsight = int(cfg.get("hindsight_steps", 0) or 0)
+    if hindsight:
+        if not hasattr(task, "achieved_command"):
+            raise UserError(f"hindsight_steps needs a command-tracking task (HumanoidLocomotion); "
+                            f"{cfg.task_name} has no achieved_command")
+        names = [name for name, _ in task.spec.obs_layout]
+        start = sum(size for _, size in task.spec.obs_layout[:names.index("task")])
+        achieved = task.achieved_command(torch.from_numpy(data["infos.qpos"]), torch.from_numpy(data["infos.qvel"]))
+        data = relabel_command(data, achieved.numpy(), start, hindsight)
+    if cfg.get("mirror", False):
+        if not hasattr(task, "mirror_maps"):
+            raise UserError(f"mirror=True needs a left-right symmetric task (the humanoids); {cfg.task_name} "
+                            "has no mirror_maps")
+        data = with_mirror(data, task.mirror_maps())
     meta = {**task.spec.dataset_meta(), "policy": str(cfg.policy), "noise": float(cfg.noise), "task_config": task_cfg,
-            **provenance(seed=seed)}
+            "mirrored": bool(cfg.get("mirror", False)), "hindsight_steps": hindsight, **provenance(seed=seed)}
     path = write_dataset(output, data, meta)
     episodes = int(data["terminals"].sum() + data["timeouts"].sum())
     print(f"wrote {path}: {len(data['actions'])} steps, {episodes} episodes, mean return "

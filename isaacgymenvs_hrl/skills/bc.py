@@ -58,7 +58,10 @@ def train_bc(data: dict, meta: dict, cfg: BCConfig, output: str, log=print) -> d
     cond = torch.from_numpy(_slices(data, cfg.condition_on))
     act = torch.from_numpy(data["actions"].astype(np.float32))
     obs_mean, obs_std = obs.mean(0), obs.std(0).clamp_min(1e-3)
-    lo, hi = (cond.min(0).values, cond.max(0).values) if cond.shape[1] else (cond[0], cond[0])
+    # the central 99% of each latent dimension spans [-1, 1]: a hindsight-relabelled command has
+    # outliers (falls) that would otherwise squeeze the useful range into a sliver of the latent
+    lo, hi = ((torch.from_numpy(np.quantile(cond.numpy(), q, axis=0)).float() for q in (0.005, 0.995))
+              if cond.shape[1] else (cond[0], cond[0]))
     center, half = (hi + lo) / 2, ((hi - lo) / 2).clamp_min(1e-3)
     z = ((cond - center) / half).clamp(-1, 1)
 

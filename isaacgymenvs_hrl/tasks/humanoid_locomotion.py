@@ -12,8 +12,10 @@ Observation layout:
 """
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 
+import numpy as np
 import torch
 
 from ..paths import asset_path
@@ -134,6 +136,44 @@ class HumanoidLocomotion(VecTask):
     def obs_layout(self):
         m = self.engine.model
         return OrderedDict(proprio=1 + 3 + 3 + 3 + (m.nq - 7) + (m.nv - 6), task=3)
+
+    def mirror_maps(self) -> dict:
+        """(index, sign) pairs that reflect qpos, qvel, observations and actions through the sagittal
+        (x-z) plane: ``mirrored[..., k] = sign[k] * x[..., index[k]]``. The MJCF is left-right
+        symmetric, so the mirror of a recorded trajectory is a trajectory too; hrl-collect
+        ``mirror=True`` uses it to give a teacher's data both turning directions equally."""
+        m = self.engine.model
+        names = [m.joint(j).name for j in range(1, m.njnt)]
+        swap = {"left_": "right_", "right_": "left_"}
+        partner = [re.sub(r"^(left_|right_)", lambda g: swap[g.group(1)], n) for n in names]
+        missing = [p for p in partner if p not in names]
+        axes = np.abs(m.jnt_axis[1:])
+        if missing or not np.allclose(np.sort(axes, axis=1)[:, :2], 0.0):
+            raise TaskConfigError(f"{self.asset_file} is not mirror-symmetric by joint names and principal "
+                                  f"axes (no partner for {missing}); mirroring needs left_/right_ pairs")
+        dof = [names.index(p) for p in partner]
+        dof_sign = [1.0 if axes[j, 1] > 0.5 else -1.0 for j in range(len(names))]   # roll/yaw flip
+        act_joint = list(m.actuator_trnid[:, 0] - 1)
+        act = [act_joint.index(dof[j]) for j in act_joint]
+        act_sign = [dof_sign[j] for j in act_joint]
+        nd = len(names)
+
+        def shifted(offset, idx):
+            return [offset + i for i in idx]
+        obs_idx = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] + shifted(10, dof) + shifted(10 + nd, dof) + [10 + 2 * nd + i for i in range(3)]
+        obs_sign = [1, 1, -1, 1, 1, -1, 1, -1, 1, -1] + dof_sign + dof_sign + [1, -1, -1]
+        pairs = {"qpos": ([0, 1, 2, 3, 4, 5, 6] + shifted(7, dof), [1, -1, 1, 1, -1, 1, -1] + dof_sign),
+                 "qvel": ([0, 1, 2, 3, 4, 5] + shifted(6, dof), [1, -1, 1, -1, 1, -1] + dof_sign),
+                 "obs": (obs_idx, obs_sign), "actions": (act, act_sign)}
+        return {k: (torch.tensor(i), torch.tensor(s, dtype=torch.float32)) for k, (i, s) in pairs.items()}
+
+    @staticmethod
+    def achieved_command(qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
+        """What the humanoid did, in the command's terms: (vx, vy) in the heading frame and the world
+        yaw rate, (N, 3). hrl-collect ``hindsight_steps`` relabels the command slice with it."""
+        quat = qpos[:, 3:7]
+        lin_vel_h = world_to_heading(qvel[:, 0:3], yaw_from_quat(quat))
+        return torch.cat([lin_vel_h[:, 0:2], quat_rotate(quat, qvel[:, 3:6])[:, 2:3]], dim=-1)
 
     # ---- step hooks ---------------------------------------------------------------------
     def pre_physics_step(self, actions):
