@@ -19,8 +19,8 @@ build() {   # build NAME KIND FILE SEED DATASET DESCRIPTION -- COMMAND...
     ${dataset:+--dataset "$dataset"}
 }
 
-TEACHER_CMD=(hrl-train task=HumanoidLocomotion num_envs=256 max_iterations=900 experiment=teacher
-             train.params.config.minibatch_size=2048 seed=0 headless=True)
+TEACHER_CMD=(hrl-train task=HumanoidLocomotion num_envs=256 max_iterations=1300 experiment=teacher
+             train.params.config.minibatch_size=2048 seed=0 headless=True "task.env.command.yaw_rate=[-1.0,1.0]")
 if has teacher; then
   echo "+ ${TEACHER_CMD[*]}"
   "${TEACHER_CMD[@]}"
@@ -32,7 +32,7 @@ fi
 if has humanoid; then
   # this run's teacher, else the shipped one; every episode is stored mirrored too (both turning
   # directions) and its command slice relabelled with the velocity achieved over the next second
-  TEACHER=$(ls -td runs/teacher_*/nn/teacher.pth 2>/dev/null | head -1)
+  TEACHER=$(ls -td runs/teacher_*/nn/teacher.pth 2>/dev/null | head -1 || true)
   hrl-collect task=HumanoidLocomotion num_envs=64 num_episodes=128 noise=0.1 seed=1 \
     policy="${TEACHER:-humanoid/teacher}" mirror=True hindsight_steps=50 output=datasets/walk.hdf5
   D=datasets/walk.hdf5

@@ -49,6 +49,8 @@ def validate(cfg: DictConfig) -> dict:
     as_int(cfg.get("max_iterations", ""), "max_iterations", low=1, allow_empty=True,
            hint=" ('' = the train config's max_epochs)")
     as_int(cfg.get("num_envs", ""), "num_envs", low=1, allow_empty=True)
+    if cfg.get("max_time", "") != "":
+        as_float(cfg.max_time, "max_time", low=0.0, low_open=True, hint=" (seconds of training; '' = no limit)")
     for key in ("num_threads", "torch_threads"):
         as_int(cfg.get(key, 0), key, low=0)
     for key in ("capture_video_freq", "capture_video_len"):
@@ -193,7 +195,8 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(c)))
     register_env(create_env)
-    observer = HealthObserver(actions_per_step=steps if llc is not None else 1)
+    observer = HealthObserver(actions_per_step=steps if llc is not None else 1,
+                              max_seconds=float(c["max_time"]) if c.get("max_time", "") != "" else None)
     try:
         if c["wandb_activate"] and rank == 0:
             try:

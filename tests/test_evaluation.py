@@ -30,3 +30,20 @@ def test_hierarchical_run_prints_what_the_policy_does(tmp_path, monkeypatch, cap
     assert run.llc_path == library.verify("humanoid/walk_bc")
     policy, meta = export_policy(run, tmp_path / "hl.onnx", "onnx", "full")
     assert policy.is_file() and json.loads(meta.read_text())["hierarchy"]["k"] == 5
+
+
+def test_max_time_ends_training_with_a_checkpoint(tmp_path, monkeypatch, capsys):
+    """max_time=1 stops a 10,000-epoch run after about a second of training, with rl-games' final
+    checkpoint written; a bad value is one clear error."""
+    monkeypatch.chdir(tmp_path)
+    status, out, _ = train_in_process(["task=HumanoidLocomotion", "num_envs=8", "max_iterations=10000",
+                                       "max_time=1", "experiment=timed", "headless=True",
+                                       "train.params.config.horizon_length=16",
+                                       "train.params.config.minibatch_size=128"], capsys)
+    assert status == 0, out[-3000:]
+    assert "max_time: " in out and "MAX EPOCHS NUM!" in out
+    stopped = int(out.split("reached at epoch ")[1].split(";")[0])
+    assert 1 <= stopped < 10000
+    assert list(tmp_path.glob(f"runs/timed_*/nn/last_*_ep_{stopped}_*.pth"))
+    status, out, err = train_in_process(["task=HumanoidLocomotion", "max_time=-5"], capsys)
+    assert status == 2 and "max_time" in err and "Traceback" not in out

@@ -33,9 +33,11 @@ class HealthObserver(IsaacAlgoObserver):
     """IsaacGymEnvs' observer (episode terms, scalars to TensorBoard) plus NaN/unstable accounting."""
 
     def __init__(self, log=print, stop_fraction: float = NAN_STOP_FRACTION, num_envs: int | None = None,
-                 actions_per_step: int = 1):
-        """``actions_per_step``: task actions per env step the algorithm sees (k for an LLC's macro step)."""
+                 actions_per_step: int = 1, max_seconds: float | None = None):
+        """``actions_per_step``: task actions per env step the algorithm sees (k for an LLC's macro step).
+        ``max_seconds``: end training (with rl-games' final checkpoint) once its clock passes this."""
         super().__init__()
+        self.max_seconds = max_seconds
         self.actions_per_step = max(int(actions_per_step), 1)
         self.log, self.stop_fraction = log, stop_fraction
         self.nan_total = self.unstable_total = 0       # cumulative counts as last reported by the env
@@ -72,6 +74,9 @@ class HealthObserver(IsaacAlgoObserver):
     def after_print_stats(self, frame, epoch_num, total_time):
         super().after_print_stats(frame, epoch_num, total_time)
         self.check_epoch(epoch_num)
+        if self.max_seconds is not None and total_time >= self.max_seconds and hasattr(self, "algo"):
+            self.log(f"max_time: {total_time:.0f} s of training reached at epoch {epoch_num}; stopping")
+            self.algo.max_epochs = epoch_num      # rl-games saves its last checkpoint and exits this epoch
 
     def check_epoch(self, epoch_num) -> None:
         """Report this epoch's NaN actions and unstable envs; stop when most actions were NaN."""
