@@ -76,7 +76,7 @@ def table(results: list) -> str:
     head = "| condition | seed | wall (s) | epochs | " + " | ".join(c.replace("_per_episode", "") for c in cols) + " |"
     lines = [head, "|" + "---|" * (4 + len(cols))]
     for r in results:
-        cells = [f"{r['untrained'].get(c, float('nan')):.2f} -> {r['trained'].get(c, float('nan')):.2f}" for c in cols]
+        cells = [f"{r['untrained'][c]:.2f} -> {r['trained'][c]:.2f}" if c in r["trained"] else "" for c in cols]
         lines.append(f"| {r['name']} | {r['seed']} | {r['wall_s']:.0f} | {r.get('epochs') or ''} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -92,8 +92,8 @@ def across_seeds(results: list) -> str:
         rows = [r for r in results if r["name"] == name]
         cells = []
         for c in cols:
-            v = np.array([r["trained"].get(c, np.nan) for r in rows], dtype=float)
-            cells.append(f"{np.nanmean(v):.2f} +- {np.nanstd(v):.2f}")
+            v = np.array([r["trained"][c] for r in rows if c in r["trained"]], dtype=float)
+            cells.append(f"{v.mean():.2f} +- {v.std():.2f}" if len(v) else "")
         wall = np.mean([r["wall_s"] for r in rows])
         lines.append(f"| {name} | {len(rows)} | {wall:.0f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

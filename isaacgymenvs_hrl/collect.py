@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from isaacgymenvs_hrl.datasets import write_dataset
 from isaacgymenvs_hrl.errors import UserError, exit_on_user_error
 from isaacgymenvs_hrl.paths import CFG_DIR
-from isaacgymenvs_hrl.utils.config import register_resolvers, to_dict
+from isaacgymenvs_hrl.utils.config import as_bool, register_resolvers, to_dict
 from isaacgymenvs_hrl.utils.provenance import provenance
 
 register_resolvers()
@@ -139,13 +139,14 @@ def main_hydra(cfg: DictConfig) -> None:
 
     if cfg.task_name not in isaacgym_task_map:
         raise UserError(f"unknown task '{cfg.task_name}'; available: {', '.join(sorted(isaacgym_task_map))}")
-    for key, kind, low in (("num_episodes", int, 1), ("num_envs", int, 1), ("noise", float, 0.0)):
+    for key, kind, low in (("num_episodes", int, 1), ("num_envs", int, 1), ("noise", float, 0.0),
+                           ("hindsight_steps", int, 0)):
         try:
             ok = kind(cfg[key]) >= low and not isinstance(cfg[key], bool)
         except (TypeError, ValueError):
             ok = False
         if not ok or (kind is int and float(cfg[key]) != int(cfg[key])):
-            what = "a positive integer" if kind is int else "a number >= 0"
+            what = ("a positive integer" if low else "an integer >= 0") if kind is int else "a number >= 0"
             raise UserError(f"{key} must be {what}, got {cfg[key]!r}")
     from isaacgymenvs_hrl.utils.atomic import check_writable, remove_stale_tmp
     output = check_writable(cfg.output, "output", example=f"{cfg.task_name}.hdf5")   # before any rollout
@@ -165,25 +166,24 @@ def main_hydra(cfg: DictConfig) -> None:
         from isaacgymenvs_hrl.hrl.library import resolve
         policy = None if cfg.policy == "random" else load_rlgames_policy(
             str(resolve(cfg.policy, kind="policy")), task.num_obs, task.num_actions, cfg.rl_device)
+    # checked before any rollout: both need HumanoidLocomotion's layout (a 3-wide command slice)
+    hindsight, mirror = int(cfg.get("hindsight_steps", 0)), as_bool(cfg.get("mirror", False), "mirror")
+    sizes = dict(task.spec.obs_layout)
+    if (hindsight or mirror) and (sizes.get("task") != 3 or not hasattr(task, "achieved_command")):
+        raise UserError(f"mirror / hindsight_steps need a command-tracking humanoid task (HumanoidLocomotion); "
+                        f"{cfg.task_name} has observation slices {sizes}")
+    names = [name for name, _ in task.spec.obs_layout]
+    command_start = sum(size for _, size in task.spec.obs_layout[:names.index("task")]) if "task" in names else 0
     t0 = time.time()
     data = collect(task, policy, int(cfg.num_episodes), noise, bool(cfg.deterministic))
     elapsed = time.time() - t0
-    hindsight = int(cfg.get("hindsight_steps", 0) or 0)
     if hindsight:
-        if not hasattr(task, "achieved_command"):
-            raise UserError(f"hindsight_steps needs a command-tracking task (HumanoidLocomotion); "
-                            f"{cfg.task_name} has no achieved_command")
-        names = [name for name, _ in task.spec.obs_layout]
-        start = sum(size for _, size in task.spec.obs_layout[:names.index("task")])
         achieved = task.achieved_command(torch.from_numpy(data["infos.qpos"]), torch.from_numpy(data["infos.qvel"]))
-        data = relabel_command(data, achieved.numpy(), start, hindsight)
-    if cfg.get("mirror", False):
-        if not hasattr(task, "mirror_maps"):
-            raise UserError(f"mirror=True needs a left-right symmetric task (the humanoids); {cfg.task_name} "
-                            "has no mirror_maps")
+        data = relabel_command(data, achieved.numpy(), command_start, hindsight)
+    if mirror:
         data = with_mirror(data, task.mirror_maps())
     meta = {**task.spec.dataset_meta(), "policy": str(cfg.policy), "noise": float(cfg.noise), "task_config": task_cfg,
-            "mirrored": bool(cfg.get("mirror", False)), "hindsight_steps": hindsight, **provenance(seed=seed)}
+            "mirrored": mirror, "hindsight_steps": hindsight, **provenance(seed=seed)}
     path = write_dataset(output, data, meta)
     episodes = int(data["terminals"].sum() + data["timeouts"].sum())
     print(f"wrote {path}: {len(data['actions'])} steps, {episodes} episodes, mean return "

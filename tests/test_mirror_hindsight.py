@@ -76,3 +76,18 @@ def test_with_mirror_appends_whole_reflected_episodes():
         np.testing.assert_allclose(twice[key][n:], data[key])
     np.testing.assert_allclose(out["observations"][n:, 54], -data["observations"][:, 54])
     np.testing.assert_allclose(out["observations"][n:, 5], -data["observations"][:, 5])
+
+
+def test_collect_refuses_mirror_and_hindsight_where_they_do_not_apply(tmp_path):
+    """A bad hindsight_steps and a task without a 3-wide command slice get one clear line each,
+    before any rollout and without writing a file."""
+    import subprocess
+    import sys
+    for args, needle in ((["task=HumanoidHeading", "mirror=True"], "command-tracking humanoid task"),
+                         (["task=HumanoidLocomotion", "hindsight_steps=-3"], "hindsight_steps must be")):
+        res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.collect", *args, "num_envs=2",
+                              "num_episodes=1", f"output={tmp_path / 'd.hdf5'}"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+        assert needle in res.stderr and "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert not (tmp_path / "d.hdf5").exists()
