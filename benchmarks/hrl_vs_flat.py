@@ -43,7 +43,8 @@ def conditions(task: str, hl_iters: int, k: int = 5, max_time: float | None = No
 
 
 def run_dir(work: Path, name: str, seed: int) -> Path:
-    return work / (name.replace(" ", "_").replace("/", "-") + f"_s{seed}")
+    # the folder name is also the run's experiment= name: Hydra's override grammar rejects ( ) and spaces
+    return work / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name.replace("/", "-")).strip("_") + f"_s{seed}")
 
 
 def run(work: Path, name: str, args: list, seed: int, log, one_thread: bool = False) -> dict | None:
