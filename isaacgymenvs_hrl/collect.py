@@ -168,18 +168,16 @@ def main_hydra(cfg: DictConfig) -> None:
             str(resolve(cfg.policy, kind="policy")), task.num_obs, task.num_actions, cfg.rl_device)
     # checked before any rollout: both need HumanoidLocomotion's layout (a 3-wide command slice)
     hindsight, mirror = int(cfg.get("hindsight_steps", 0)), as_bool(cfg.get("mirror", False), "mirror")
-    sizes = dict(task.spec.obs_layout)
+    sizes = task.spec.obs_sizes()
     if (hindsight or mirror) and (sizes.get("task") != 3 or not hasattr(task, "achieved_command")):
         raise UserError(f"mirror / hindsight_steps need a command-tracking humanoid task (HumanoidLocomotion); "
                         f"{cfg.task_name} has observation slices {sizes}")
-    names = [name for name, _ in task.spec.obs_layout]
-    command_start = sum(size for _, size in task.spec.obs_layout[:names.index("task")]) if "task" in names else 0
     t0 = time.time()
     data = collect(task, policy, int(cfg.num_episodes), noise, bool(cfg.deterministic))
     elapsed = time.time() - t0
     if hindsight:
         achieved = task.achieved_command(torch.from_numpy(data["infos.qpos"]), torch.from_numpy(data["infos.qvel"]))
-        data = relabel_command(data, achieved.numpy(), command_start, hindsight)
+        data = relabel_command(data, achieved.numpy(), task.obs_slices["task"].start, hindsight)
     if mirror:
         data = with_mirror(data, task.mirror_maps())
     meta = {**task.spec.dataset_meta(), "policy": str(cfg.policy), "noise": float(cfg.noise), "task_config": task_cfg,

@@ -60,7 +60,7 @@ def train_bc(data: dict, meta: dict, cfg: BCConfig, output: str, log=print) -> d
     obs_mean, obs_std = obs.mean(0), obs.std(0).clamp_min(1e-3)
     # the central 99% of each latent dimension spans [-1, 1]: a hindsight-relabelled command has
     # outliers (falls) that would otherwise squeeze the useful range into a sliver of the latent
-    lo, hi = ((torch.from_numpy(np.quantile(cond.numpy(), q, axis=0)).float() for q in (0.005, 0.995))
+    lo, hi = (torch.from_numpy(np.quantile(cond.numpy(), [0.005, 0.995], axis=0)).float()
               if cond.shape[1] else (cond[0], cond[0]))
     center, half = (hi + lo) / 2, ((hi - lo) / 2).clamp_min(1e-3)
     z = ((cond - center) / half).clamp(-1, 1)

@@ -169,11 +169,9 @@ class HumanoidLocomotion(VecTask):
 
     @staticmethod
     def achieved_command(qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
-        """What the humanoid did, in the command's terms: (vx, vy) in the heading frame and the world
-        yaw rate, (N, 3). hrl-collect ``hindsight_steps`` relabels the command slice with it."""
-        quat = qpos[:, 3:7]
-        lin_vel_h = world_to_heading(qvel[:, 0:3], yaw_from_quat(quat))
-        return torch.cat([lin_vel_h[:, 0:2], quat_rotate(quat, qvel[:, 3:6])[:, 2:3]], dim=-1)
+        """What the humanoid did, in the command's terms (N, 3); hrl-collect ``hindsight_steps``
+        relabels the command slice with it."""
+        return achieved_velocity(qpos, qvel)
 
     # ---- step hooks ---------------------------------------------------------------------
     def pre_physics_step(self, actions):
@@ -254,21 +252,30 @@ def compute_locomotion_observations(qpos: torch.Tensor, qvel: torch.Tensor, comm
 
 
 @torch.jit.script
+def achieved_velocity(qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
+    """(vx, vy) of the torso in the heading frame and its world yaw rate, (N, 3): what the command
+    (vx, vy, yaw rate) asks for."""
+    quat = qpos[:, 3:7]
+    lin_vel_h = world_to_heading(qvel[:, 0:3], yaw_from_quat(quat))
+    return torch.cat([lin_vel_h[:, 0:2], quat_rotate(quat, qvel[:, 3:6])[:, 2:3]], dim=-1)
+
+
+@torch.jit.script
 def compute_locomotion_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: torch.Tensor,
                               torques: torch.Tensor, act_dof: torch.Tensor, commands: torch.Tensor,
                               termination_height: float, scales: torch.Tensor):
     """Reward, per-term weighted values (N, terms) in REWARD_TERMS order, and the fall mask."""
     quat = qpos[:, 3:7]
-    lin_vel_h = world_to_heading(qvel[:, 0:3], yaw_from_quat(quat))
-    yaw_rate_w = quat_rotate(quat, qvel[:, 3:6])[:, 2]
+    achieved = achieved_velocity(qpos, qvel)
+    lin_vel_h, yaw_rate_w = achieved[:, 0:2], achieved[:, 2]
     up = quat_rotate(quat, torch.zeros_like(qpos[:, 0:3]) + torch.tensor([0.0, 0.0, 1.0], device=qpos.device))[:, 2]
     fallen = qpos[:, 2] < termination_height
-    lin_err = torch.sum((lin_vel_h[:, 0:2] - commands[:, 0:2]) ** 2, dim=-1)
+    lin_err = torch.sum((lin_vel_h - commands[:, 0:2]) ** 2, dim=-1)
     yaw_err = (yaw_rate_w - commands[:, 2]) ** 2
     # velocity along the commanded direction, up to the commanded speed: a dense push to walk,
     # where the tracking kernel alone lets standing still collect exp(-|cmd|^2 / 0.25)
     speed = torch.norm(commands[:, 0:2], dim=-1)
-    along = torch.sum(lin_vel_h[:, 0:2] * commands[:, 0:2], dim=-1) / speed.clamp_min(0.1)
+    along = torch.sum(lin_vel_h * commands[:, 0:2], dim=-1) / speed.clamp_min(0.1)
     progress = torch.where(speed > 0.05, torch.minimum(along, speed) - speed, torch.zeros_like(speed))
     terms = torch.stack([
         torch.exp(-lin_err / 0.25),
