@@ -8,9 +8,13 @@ the object positions (see isaacgymenvs_hrl/skills/exploration.py). For LLCs with
 each skill is also held fixed for a whole episode (per-skill rows and distinctness), and the skill
 usage over the training data is read from the LLC's report (metrics.json, ``skill_usage``).
 
-    python benchmarks/exploration.py --bc llcs/bc.llc.pt \\
-        --llc ldse=llcs/ldse.llc.pt:continuous helms-cat=llcs/helms.llc.pt:discrete \\
-              helms-mix=llcs/helms.llc.pt:mixture mrs=llcs/mrs.llc.pt:multires npmp=llcs/npmp.llc.pt:continuous
+A high level samples the LLC's priors (``PriorHighLevel``: HeLMS' protocol) unless an item ends in
+``:uniform`` (uniform over the high-level action space). HeLMS' protocol is 1000 episodes a row:
+
+    python benchmarks/exploration.py --bc franka/stack_bc --num-envs 1000 --steps 200 \\
+        --llc ldse=franka/stack_ldse:continuous helms-cat=franka/stack_helms:discrete \\
+              helms-cat=franka/stack_helms:discrete:uniform helms-mix=franka/stack_helms:mixture \\
+              mrs=franka/stack_mrs:multires npmp=franka/stack_npmp:continuous
 """
 from __future__ import annotations
 
@@ -54,7 +58,8 @@ def main(argv=None) -> dict:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--task", default="FrankaStack")
     p.add_argument("--override", nargs="*", default=[], help="Hydra overrides of the task, e.g. task.env.objectSets=[cubes]")
-    p.add_argument("--llc", nargs="*", default=[], metavar="NAME=PATH:MODE")
+    p.add_argument("--llc", nargs="*", default=[], metavar="NAME=PATH:MODE[:uniform]",
+                   help="an LLC file or library name, its mode, and optionally uniform high-level sampling")
     p.add_argument("--bc", metavar="PATH", help="a plain BC LLC (latent dim 0), run as a flat policy")
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--steps", type=int, default=200, help="control steps per episode")
@@ -76,14 +81,15 @@ def main(argv=None) -> dict:
         log(f"BC: {rows['BC']}")
     for item in args.llc:
         name, rest = item.split("=", 1)
-        path, mode = rest.rsplit(":", 1)
+        path, mode = rest.split(":", 1)
+        mode, sampling = mode.split(":") if ":" in mode else (mode, "prior")
         llc = load_llc(path)
         validate_llc_for_task(llc, task, mode, None)
-        stats = explore_llc(task, llc, mode, args.steps, seed=args.seed)
+        stats = explore_llc(task, llc, mode, args.steps, seed=args.seed, sampling=sampling)
         stats.pop("_end")
-        rows[f"{name} (random HL, {mode}, k={llc.spec['default_steps']})"] = stats
+        rows[f"{name} ({sampling} HL, {mode}, k={llc.spec['default_steps']})"] = stats
         log(f"{name}: {stats}")
-        if mode == "discrete":
+        if mode == "discrete" and name not in extra:
             skills = explore_skills(task, llc, args.steps, seed=args.seed)
             usage = skill_usage(path)
             extra[name] = {"distinctness": skills["distinctness"], "skill_usage": usage,
@@ -92,14 +98,14 @@ def main(argv=None) -> dict:
                 rows[f"  {name} skill {y} held" + (f" (usage {100 * usage[y]:.0f}%)" if usage else "")] = s
     wall = time.perf_counter() - t0
 
-    hdr = f"{'behaviour':<44}" + "".join(f"{c.replace('_reward', '/step').replace('coverage_', 'cov '):>14}"
+    hdr = f"{'behaviour':<48}" + "".join(f"{c.replace('_reward', '/step').replace('coverage_', 'cov ').replace('_', ' '):>17}"
                                          for c in COLUMNS)
     log("")
     log(f"Zero-shot exploration on {args.task} ({args.num_envs} envs x {args.steps} control steps, seed {args.seed})")
     log(hdr)
     log("-" * len(hdr))
     for name, s in rows.items():
-        log(f"{name:<44}" + "".join(f"{s.get(c, float('nan')):>14.4g}" for c in COLUMNS))
+        log(f"{name:<48}" + "".join(f"{s.get(c, float('nan')):>17.4g}" for c in COLUMNS))
     log("-" * len(hdr))
     for name, e in extra.items():
         used = "unknown (no report)" if e["collapsed"] is None else \

@@ -35,3 +35,4 @@ def test_random_high_level_explores_more_than_standing_still(tmp_path):
     assert moving["coverage_joints"] > 100 * still["coverage_joints"] + 1e-5
     # rewards are the task's own functions: holding still at home pays only the reach term
     assert 0.0 < still["dense_reward"] < 0.02 and still["staged_reward"] == 0.0
+    assert still["episodes"] == moving["episodes"] == 4 and still["sparse_successes"] == 0

@@ -328,3 +328,26 @@ def test_algo_selects_the_skills_config():
             assert cfg.skills.algo == algo and cfg.output == f"llcs/{algo}.llc.pt", overrides
             if "skills.epochs=3" in overrides:
                 assert cfg.skills.epochs == 3
+
+
+def test_fixed_sticky_prior_ships_and_drives_the_prior_high_level(tiny, tmp_path):
+    """skills.prior_stay fixes HeLMS' transition prior; the zero-shot high level (PriorHighLevel)
+    then keeps a skill over one decision of k steps with probability (P^k)[y, y]."""
+    from isaacgymenvs_hrl.skills.exploration import PriorHighLevel
+    cls, train, kwargs = CONFIGS["helms"]
+    data, meta = tiny
+    out = tmp_path / "sticky.llc.pt"
+    train(data, meta, cls(**kwargs, prior_stay=0.9), str(out), **QUIET)
+    llc = load_llc(out)
+    trans = np.array(llc.spec["latent"]["transition_prior"])
+    assert np.allclose(np.diag(trans), 0.9) and np.allclose(trans.sum(1), 1.0)
+    gen = torch.Generator().manual_seed(0)
+    hl = PriorHighLevel(llc, "discrete", 20000, 2, gen)
+    y0, y1 = hl(), hl()
+    stay = float(np.linalg.matrix_power(trans, 2)[0, 0])             # 0.9^2 + (K - 1) 0.05^2
+    assert abs(float((y0 == y1).float().mean()) - stay) < 0.01
+    mix = PriorHighLevel(llc, "mixture", 5, 2, gen)()
+    k, d = llc.num_skills, llc.latent_dim
+    assert mix.shape == (5, k * (1 + d)) and torch.equal(mix[:, :k].sum(1), torch.ones(5))
+    with pytest.raises(UserError, match="prior_stay must be in"):
+        train(data, meta, cls(**kwargs, prior_stay=1.0), str(tmp_path / "bad.llc.pt"), **QUIET)

@@ -2,6 +2,8 @@
 control step, and the LLC seeing exactly what the datasets store (real MuJoCo tasks)."""
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from conftest import make_cfg, make_task
@@ -173,3 +175,38 @@ def test_heading_targets_are_resampled_and_errors_logged():
         task.step(task.zero_actions())
     ep = task.extras["episode"]
     assert 0 <= float(ep["heading_error"]) <= 3.1416 and float(ep["speed_error"]) > 0
+
+
+def test_a_low_level_can_read_one_field_of_a_slice(tmp_path):
+    """``proprio.joint_pos`` names the same columns in the task, in a collected dataset and in an
+    LLC: a low level trained on joint positions alone reads exactly those in the task."""
+    from isaacgymenvs_hrl.datasets import load_dataset, write_dataset
+    from isaacgymenvs_hrl.hrl import LLCError, validate_llc_for_task
+    from isaacgymenvs_hrl.skills.bc import BCConfig, train_bc
+    from isaacgymenvs_hrl.tasks import FrankaStack
+    from isaacgymenvs_hrl.tasks.base.spec import view_ranges
+
+    cfg = make_cfg(name="FrankaStack", env={"numEnvs": 2, "episodeLength": 6})
+    cfg["sim"] = {"dt": 0.05, "substeps": 25}
+    task = make_task(cfg, task_cls=FrankaStack, auto_reset=True)
+    assert task.obs_views["proprio.joint_pos"] == slice(0, 7)
+    assert task.obs_views["proprio.ee_quat"] == slice(18, 22)
+    assert list(task.obs_slices) == ["proprio", "objects", "task"]       # fields do not add slices
+    obs = task.reset()["obs"]
+    assert torch.equal(task.obs_slice(obs, ["proprio.joint_pos", "proprio.gripper"]), obs[:, [0, 1, 2, 3, 4, 5, 6, 14]])
+    data = collect(task, lambda o: torch.rand(2, task.num_actions) * 2 - 1, num_episodes=2, progress=False)
+    path = write_dataset(tmp_path / "d.hdf5", data, task.spec.dataset_meta())
+    data, meta = load_dataset(path, require_slices=["proprio.joint_pos"])
+    assert np.array_equal(data["obs"]["proprio.joint_pos"], data["observations"][:, 0:7])
+    out = tmp_path / "q.llc.pt"
+    train_bc(data, meta, BCConfig(policy_obs=["proprio.joint_pos"], condition_on=[], hidden=[8], epochs=1),
+             str(out), log=lambda *a: None)
+    llc = load_llc(out)
+    assert llc.spec["obs"]["policy"] == [["proprio.joint_pos", 7]]
+    validate_llc_for_task(llc, task, "continuous")
+    llc.spec["obs"]["policy"] = [["proprio.joint_vel", 9]]
+    with pytest.raises(LLCError, match="proprio.joint_vel: expected size 7"):
+        validate_llc_for_task(llc, task, "continuous")
+    task.close()
+    with pytest.raises(ValueError, match="add up to 5, the slice has 6"):
+        view_ranges([["a", 6]], {"a": [["x", 2], ["y", 3]]})

@@ -1,3 +1,3 @@
-from .hdf5 import DatasetError, load_dataset, write_dataset, D4RL_KEYS
+from .hdf5 import DatasetError, dataset_views, load_dataset, write_dataset, D4RL_KEYS
 
-__all__ = ["DatasetError", "load_dataset", "write_dataset", "D4RL_KEYS"]
+__all__ = ["DatasetError", "dataset_views", "load_dataset", "write_dataset", "D4RL_KEYS"]

@@ -94,7 +94,8 @@ def load_dataset(path: str | os.PathLike, require_slices=()) -> tuple[dict, dict
     if sum(s for _, s in layout) != data["observations"].shape[1]:
         raise DatasetError(f"dataset {path}: metadata obs_layout {layout} does not add up to the "
                            f"observation width {data['observations'].shape[1]}")
-    have = {name for name, _ in layout}
+    views = dataset_views(meta)
+    have = set(views)
     lacking = [s for s in require_slices if s not in have]
     if lacking:
         raise DatasetError(f"dataset {path} has no observation slice(s) {lacking} (it has {sorted(have)}); "
@@ -110,7 +111,21 @@ def load_dataset(path: str | os.PathLike, require_slices=()) -> tuple[dict, dict
         if not np.isfinite(np.asarray(values, dtype=np.float64)).all():
             raise DatasetError(f"dataset {path} contains NaN or infinite values in /obs/{name}; an "
                                "algorithm reading that slice would learn NaN weights. Collect it again")
+    for name in data["obs"].copy():     # "slice.field" views of the stored slices
+        for view, sl in views.items():
+            if view.startswith(name + "."):
+                at = views[name].start
+                data["obs"][view] = data["obs"][name][:, sl.start - at:sl.stop - at]
     return data, meta
+
+
+def dataset_views(meta: dict) -> dict:
+    """{name: slice} of the dataset's observation slices and their ``slice.field`` parts."""
+    from ..tasks.base.spec import view_ranges
+    try:
+        return view_ranges(meta.get("obs_layout") or [], meta.get("obs_fields"))
+    except ValueError as exc:
+        raise DatasetError(f"dataset metadata: {exc}") from None
 
 
 def episode_ids(data: dict) -> np.ndarray:

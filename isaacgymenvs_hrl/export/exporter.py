@@ -43,7 +43,7 @@ def metadata_path(policy_path: str | os.PathLike) -> Path:
 
 # ---- building the module of one part --------------------------------------------------------------
 def _index(task, names) -> torch.Tensor:
-    return torch.cat([torch.arange(task.obs_slices[n].start, task.obs_slices[n].stop) for n in names])
+    return torch.cat([torch.arange(task.obs_views[n].start, task.obs_views[n].stop) for n in names])
 
 
 def build_part(run: TrainedRun, part: str):

@@ -46,7 +46,7 @@ class LatentSkillEnv:
         self.reward_mode, self.llc_gamma = reward, float(llc_gamma)
         self.hl_obs_names = list(hl_obs or task.obs_slices)
         self.num_envs, self.device, self.rl_device = task.num_envs, task.device, task.rl_device
-        sizes = task.spec.obs_sizes()
+        sizes = task.spec.view_sizes()
         self.obs_slices, self.num_obs = named_slices({name: sizes[name] for name in self.hl_obs_names})
         self.num_states = 0
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.num_obs,), dtype=np.float32)

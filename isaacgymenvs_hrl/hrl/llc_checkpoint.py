@@ -246,7 +246,7 @@ def validate_llc_for_task(llc: LowLevelController, task, mode: str, hl_obs_names
     """Check an LLC against a task's ``TaskSpec``: family, observation slices, action size, control
     type and rate, and the high level's slices."""
     spec, task_spec = llc.spec, task.spec
-    name, sizes = task_spec.name, task_spec.obs_sizes()
+    name, sizes = task_spec.name, task_spec.view_sizes()
     if spec["task_family"] != task_spec.task_family:
         raise LLCError(f"task_family: task {name} expects an LLC for '{task_spec.task_family}', "
                        f"the checkpoint is for '{spec['task_family']}'")

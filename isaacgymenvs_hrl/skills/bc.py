@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..datasets.hdf5 import DatasetError, episode_ids
+from ..datasets.hdf5 import DatasetError, dataset_views, episode_ids
 from ..hrl.llc_checkpoint import save_llc
 from ..hrl.networks import SkillPolicy
 from ..utils.provenance import provenance
@@ -96,7 +96,7 @@ def train_bc(data: dict, meta: dict, cfg: BCConfig, output: str, log=print) -> d
         history["val_loss"].append(val_loss)
         log(f"epoch {epoch + 1}/{cfg.epochs}  train mse {history['train_loss'][-1]:.5f}  val mse {val_loss:.5f}")
 
-    layout = dict(meta["obs_layout"])
+    layout = {n: v.stop - v.start for n, v in dataset_views(meta).items()}
     metrics = {"train_mse": history["train_loss"][-1], "val_mse": history["val_loss"][-1],
                "train_seconds": round(time.time() - t0, 1), "samples": int(len(act))}
     spec = {

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..datasets.hdf5 import DatasetError
+from ..datasets.hdf5 import DatasetError, dataset_views
 from ..utils.provenance import provenance
 
 LOG_2PI = math.log(2 * math.pi)
@@ -24,8 +24,8 @@ LOG_2PI = math.log(2 * math.pi)
 
 # ---- data ------------------------------------------------------------------------------------------
 def require_slices(meta: dict, names, algorithm: str) -> None:
-    """Every slice in ``names`` must be in the dataset's obs_layout."""
-    have = [n for n, _ in meta.get("obs_layout", [])]
+    """Every slice (or ``slice.field``) in ``names`` must be in the dataset's obs_layout."""
+    have = list(dataset_views(meta))
     lacking = [n for n in names if n not in have]
     if lacking:
         raise DatasetError(f"{algorithm}: the dataset has no observation slice(s) {lacking} (it has "
@@ -259,7 +259,7 @@ class SegmentEncoder(nn.Module):
 def llc_spec(meta: dict, *, policy_obs, action_dim: int, latent: dict, architecture: dict,
              default_steps: int, algorithm: str, metrics: dict, config: dict, mid_obs=None, **extra) -> dict:
     """The LLC spec every algorithm writes (fields documented in ``hrl.llc_checkpoint``)."""
-    layout = dict(meta["obs_layout"])
+    layout = {n: v.stop - v.start for n, v in dataset_views(meta).items()}
     if meta.get("control_dt") is None or meta.get("control_type") is None:
         raise DatasetError("the dataset metadata lacks control_dt or control_type; an LLC is rate- and "
                            "control-specific, so collect the dataset again with hrl-collect (or import "

@@ -31,6 +31,44 @@ def random_hl_action(llc: LowLevelController, mode: str, n: int, gen: torch.Gene
     return torch.rand(n, dim, generator=gen) * 2 - 1
 
 
+class PriorHighLevel:
+    """A high level that samples the LLC's own priors (HeLMS' zero-shot protocol): the discrete
+    skill from the learned transition prior over the k steps of one decision (P^k, the first one
+    uniform), latents from N(0, I) or, in mixture mode, from the chosen skill's prior component."""
+
+    def __init__(self, llc: LowLevelController, mode: str, n: int, k: int, gen: torch.Generator):
+        self.llc, self.mode, self.n, self.gen = llc, mode, n, gen
+        lat = llc.spec["latent"]
+        trans = lat.get("transition_prior")
+        self.trans_k = None if trans is None else torch.linalg.matrix_power(torch.as_tensor(trans, dtype=torch.float64), k).float()
+        self.skill = None
+
+    def _next_skill(self) -> torch.Tensor:
+        k = self.llc.num_skills
+        if self.skill is None or self.trans_k is None:
+            self.skill = torch.randint(k, (self.n,), generator=self.gen)
+        else:
+            self.skill = torch.multinomial(self.trans_k[self.skill], 1, generator=self.gen).squeeze(-1)
+        return self.skill
+
+    def __call__(self) -> torch.Tensor:
+        llc, n, d = self.llc, self.n, self.llc.latent_dim
+        z = torch.randn(n, d, generator=self.gen)
+        if self.mode == "discrete":
+            return self._next_skill()
+        if self.mode == "mixture":
+            y = self._next_skill()
+            z = (llc.prior_mean[y] + llc.prior_std[y] * z) if llc.prior_mean.numel() else z
+            logits = torch.nn.functional.one_hot(y, llc.num_skills).float()
+            slots = torch.zeros(n, llc.num_skills, d)
+            slots[torch.arange(n), y] = z / llc.latent_scale
+            return torch.cat([logits, slots.flatten(1)], -1)
+        if self.mode == "multires":
+            r = len(llc.horizons) + 1
+            return torch.cat([torch.rand(n, r, generator=self.gen), z / llc.latent_scale], -1)
+        return z / llc.latent_scale
+
+
 class _Recorder:
     """Per control step: both shaped rewards (whatever the task's own) and the state features."""
 
@@ -38,18 +76,21 @@ class _Recorder:
         if not hasattr(type(task), "exploration_features") or not hasattr(type(task), "reward_for"):
             raise UserError(f"zero-shot exploration needs a task with shaped reward types and state "
                             f"features (FrankaStack, FrankaPegInHole); {type(task).__name__} has none")
-        self.task, self.feats, self.dense, self.staged = task, {}, [], []
+        self.task, self.feats, self.dense, self.staged, self.sparse = task, {}, [], [], []
 
     def __call__(self, *_):
         task = self.task
         self.dense.append(task.reward_for("dense"))
         self.staged.append(task.reward_for("staged"))
+        self.sparse.append(task.reward_for("sparse") > 0)
         for k, v in task.exploration_features().items():
             self.feats.setdefault(k, []).append(v)
 
     def stats(self, steps: int) -> dict:
         out = {"dense_reward": float(torch.stack(self.dense[:steps]).mean()),
-               "staged_reward": float(torch.stack(self.staged[:steps]).mean())}
+               "staged_reward": float(torch.stack(self.staged[:steps]).mean()),
+               "sparse_successes": int(torch.stack(self.sparse[:steps]).any(0).sum()),   # episodes
+               "episodes": int(self.dense[0].shape[0])}
         ends = {}
         for k, seq in self.feats.items():
             x = torch.stack(seq[:steps])                             # (T, N, D)
@@ -81,15 +122,20 @@ def explore_flat(task, policy, steps: int) -> dict:
 
 @torch.no_grad()
 def explore_llc(task, llc: LowLevelController, mode: str, steps: int, k: int | None = None,
-                seed: int = 0, skill=None) -> dict:
-    """A random high level over ``llc`` (through LatentSkillEnv): a new uniform high-level action
-    every k control steps, for ``steps`` control steps from a reset."""
+                seed: int = 0, skill=None, sampling: str = "uniform") -> dict:
+    """A random high level over ``llc`` (through LatentSkillEnv): a new high-level action every k
+    control steps, for ``steps`` control steps from a reset. ``sampling``: "uniform" over the
+    high-level action space, or "prior" (``PriorHighLevel``)."""
+    if sampling not in ("uniform", "prior"):
+        raise UserError(f"exploration sampling must be 'uniform' or 'prior', got {sampling!r}")
     env = LatentSkillEnv(task, llc, mode=mode, steps=k, reward="sum")
     gen = torch.Generator().manual_seed(seed)
+    prior = PriorHighLevel(llc, mode, task.num_envs, env.steps, gen) if sampling == "prior" and skill is None else None
     record = _Recorder(task)
     env.reset()
     for _ in range(-(-int(steps) // env.steps)):
-        env.step(random_hl_action(llc, mode, task.num_envs, gen, skill), on_control_step=record)
+        hl = prior() if prior is not None else random_hl_action(llc, mode, task.num_envs, gen, skill)
+        env.step(hl, on_control_step=record)
     return record.stats(steps)
 
 
@@ -107,8 +153,8 @@ def explore_skills(task, llc: LowLevelController, steps: int, seed: int = 0) -> 
     return {"per_skill": per_skill, "distinctness": float((between / within).mean())}
 
 
-COLUMNS = ("dense_reward", "staged_reward", "coverage_joints", "coverage_grasp", "coverage_objects",
-           "grasp_fraction")
+COLUMNS = ("dense_reward", "staged_reward", "sparse_successes", "coverage_joints", "coverage_grasp",
+           "coverage_objects", "grasp_fraction")
 
 
 def exploration_table(task, llc: LowLevelController, steps: int, seed: int = 0) -> tuple[dict, str]:

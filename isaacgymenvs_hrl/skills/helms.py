@@ -70,6 +70,9 @@ class HeLMSConfig:
     """weight of KL(q(z | y, x) || N(0, I))"""
     beta_y: float = 0.1
     """weight of the categorical KL to the transition prior"""
+    prior_stay: float = 0.0
+    """0: learn the transition prior; in (0, 1): fix p(y_t = y_{t-1}) to it (switches uniform over
+    the other skills), so that a switch costs KL and skills last about 1 / (1 - prior_stay) steps"""
     action_std: float = 0.2
     """std of the low level's Gaussian p(a | z, s) (actions are in [-1, 1])"""
     latent_scale: float = 1.0
@@ -140,9 +143,15 @@ class HeLMSModel(nn.Module):
         self.mid = ComponentEncoder(mid_dim, k, cfg.latent_dim, tuple(cfg.mid_hidden), cfg.activation)
         self.policy = SkillPolicy(policy_dim, cfg.latent_dim, action_dim, tuple(cfg.hidden), cfg.activation)
         self.transition_prior = nn.Linear(k, k)                 # logits of p(y_t | y_{t-1} = one-hot)
+        if not 0.0 <= cfg.prior_stay < 1.0:
+            raise UserError(f"skills.prior_stay must be in [0, 1) (0: learned prior), got {cfg.prior_stay}")
+        stay = torch.full((k, k), (1.0 - cfg.prior_stay) / max(k - 1, 1)).fill_diagonal_(cfg.prior_stay)
+        self.register_buffer("fixed_log_prior", stay.log() if cfg.prior_stay > 0 else torch.zeros(0))
 
     def transition_log_prior(self) -> torch.Tensor:
         """(K, K): [i, j] = log p(y_t = j | y_{t-1} = i)."""
+        if self.fixed_log_prior.numel():
+            return self.fixed_log_prior
         eye = torch.eye(self.k, device=self.transition_prior.weight.device)
         return torch.log_softmax(self.transition_prior(eye), -1)
 

@@ -95,6 +95,9 @@ class FrankaBase(VecTask):
     default_ctrl_ramp_chunks = 5
 
     task_family = "franka"
+    # an LLC that reads joint positions only cannot tell the task phase from the joint velocities,
+    # so its latent has to carry it (docs/skills.md, "Information asymmetry")
+    obs_fields = {"proprio": (("joint_pos", 7), ("joint_vel", 7), ("gripper", 1), ("ee_pos", 3), ("ee_quat", 4))}
     variant_names: tuple = ()
     reward_defaults: dict = {}    # reward term -> default scale (task.env.rewardScales overrides), in term order
     group_names: tuple = ()       # second axis of the success statistics (object set / peg shape)

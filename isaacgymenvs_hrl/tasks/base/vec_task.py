@@ -80,6 +80,7 @@ class VecTask(abc.ABC):
     control_type: str = ""           # set per instance when it depends on the config
     action_semantics: str = ""
     obs_units: dict = {}
+    obs_fields: dict = {}            # slice -> ((field, size), ...): parts a low level may read alone
     reward_terms: tuple = ()         # every rew_<term> the task logs per episode
 
     # ---- hooks for tasks ----------------------------------------------------------------
@@ -193,7 +194,9 @@ class VecTask(abc.ABC):
             action_semantics=self.action_semantics, obs_units=dict(self.obs_units),
             obs_layout=tuple((n, s.stop - s.start) for n, s in self.obs_slices.items()),
             reward_terms=tuple(self.reward_terms),
-            state_layout=tuple((n, s.stop - s.start) for n, s in self.state_slices.items()))
+            state_layout=tuple((n, s.stop - s.start) for n, s in self.state_slices.items()),
+            obs_fields={k: tuple(tuple(f) for f in v) for k, v in self.obs_fields.items()})
+        self.obs_views = self.spec.obs_views()      # obs_slices plus "slice.field" views
 
         self.obs_space = spaces.Box(-np.inf, np.inf, (self.num_obs,), dtype=np.float32)
         self.state_space = spaces.Box(-np.inf, np.inf, (self.num_states,), dtype=np.float32)
@@ -372,8 +375,8 @@ class VecTask(abc.ABC):
         return torch.zeros(self.num_envs, self.num_actions, device=self.rl_device)
 
     def obs_slice(self, obs: torch.Tensor, names) -> torch.Tensor:
-        """The named observation slices of ``obs`` (..., num_obs), concatenated in ``names`` order."""
-        return torch.cat([obs[..., self.obs_slices[n]] for n in names], dim=-1)
+        """The named observation slices or fields of ``obs`` (..., num_obs), concatenated in ``names`` order."""
+        return torch.cat([obs[..., self.obs_views[n]] for n in names], dim=-1)
 
     # ---- rendering ----------------------------------------------------------------------
     def render(self, mode: str = "rgb_array", env_id: int = 0):
