@@ -131,6 +131,14 @@ def test_bad_config_names_the_key():
         FrankaStack(stack_cfg(controlType="osc"), "cpu", "cpu", -1, True)
 
 
+def test_all_pairs_alias_is_helms_data_setting():
+    task = FrankaStack(stack_cfg(numEnvs=2, variants="all_pairs", objectSets=["all"]), "cpu", "cpu", -1, True)
+    assert task.variant_choice == ["red_on_blue", "red_on_green", "green_on_red", "green_on_blue",
+                                   "blue_on_red", "blue_on_green"]
+    assert task.set_choice == ["cubes", "cylinders", "boxes", "slanted", "mixed"]
+    task.close()
+
+
 def test_finished_episodes_count_under_their_own_variant_and_set():
     """Stats must attribute an ending episode to its variant/set, not to the next episode's draw."""
     torch.manual_seed(0)

@@ -283,11 +283,15 @@ class FrankaBase(VecTask):
         return out
 
 
-def parse_choice(env: dict, key: str, allowed: tuple, default) -> list:
-    """A config entry holding one name or a list of names, each from ``allowed``."""
+def parse_choice(env: dict, key: str, allowed: tuple, default, aliases: dict | None = None) -> list:
+    """A config entry holding one name or a list of names, each from ``allowed`` or an alias
+    (a name standing for several)."""
+    aliases = aliases or {}
     value = env.get(key, default)
     names = [value] if isinstance(value, str) else list(value)
+    names = [n for v in names for n in aliases.get(v, (v,))]
     bad = [v for v in names if v not in allowed]
     if not names or bad:
-        raise TaskConfigError(f"task.env.{key}: unknown {bad or 'empty list'}; choose from {', '.join(allowed)}")
+        raise TaskConfigError(f"task.env.{key}: unknown {bad or 'empty list'}; choose from "
+                              f"{', '.join((*allowed, *aliases))}")
     return names

@@ -108,8 +108,9 @@ class FrankaStack(FrankaBase):
     def __init__(self, cfg, rl_device, sim_device, graphics_device_id, headless,
                  virtual_screen_capture=False, force_render=False, auto_reset=True):
         env = cfg["env"]
-        self.set_choice = parse_choice(env, "objectSets", SET_NAMES, "cubes")
-        self.variant_choice = parse_choice(env, "variants", VARIANTS, "red_on_blue")
+        self.set_choice = parse_choice(env, "objectSets", SET_NAMES, "cubes", {"all": SET_NAMES})
+        # HeLMS' all_pairs: the six ordered pairs (over objectSets=all, all five sets)
+        self.variant_choice = parse_choice(env, "variants", VARIANTS, "red_on_blue", {"all_pairs": VARIANTS[:6]})
         # (colour, shape) pairs the scene needs, in a fixed order
         self.object_bodies = sorted({(c, OBJECT_SETS[s][i]) for s in self.set_choice
                                      for i, c in enumerate(COLORS)}, key=lambda p: (COLORS.index(p[0]), p[1]))
