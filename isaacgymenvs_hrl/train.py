@@ -195,8 +195,16 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(c)))
     register_env(create_env)
+    init_actor = None
+    if llc is not None and llc_cfg.get("match_init"):
+        from isaacgymenvs_hrl.hrl.skill_matching import skill_matching_init
+        init_actor = skill_matching_init(llc_cfg["match_init"], llc_cfg.get("match_encoder", ""), llc,
+                                         first_env[0].hl_obs_names, steps,
+                                         as_int(llc_cfg.get("match_epochs", 200), "task.env.llc.match_epochs", low=1),
+                                         seed)
     observer = HealthObserver(actions_per_step=steps if llc is not None else 1,
-                              max_seconds=float(c["max_time"]) if c.get("max_time", "") != "" else None)
+                              max_seconds=float(c["max_time"]) if c.get("max_time", "") != "" else None,
+                              init_actor=init_actor)
     try:
         if c["wandb_activate"] and rank == 0:
             try:

@@ -351,3 +351,30 @@ def test_fixed_sticky_prior_ships_and_drives_the_prior_high_level(tiny, tmp_path
     assert mix.shape == (5, k * (1 + d)) and torch.equal(mix[:, :k].sum(1), torch.ones(5))
     with pytest.raises(UserError, match="prior_stay must be in"):
         train(data, meta, cls(**kwargs, prior_stay=1.0), str(tmp_path / "bad.llc.pt"), **QUIET)
+
+
+def test_skill_matching_pretrains_the_high_level_actor(tiny, tmp_path):
+    """LDSE's encoder labels every k-step decision of the data with its latent; the rl-games actor
+    regressed onto them reproduces them, with its input normalizer set from the same data."""
+    from isaacgymenvs_hrl.hrl.skill_matching import matched_targets, pretrain_actor
+    from isaacgymenvs_hrl.learning.evaluation import build_network
+    from isaacgymenvs_hrl.utils.config import to_dict
+    from isaacgymenvs_hrl.utils.task_config import compose_config
+    cls, train, kwargs = CONFIGS["ldse"]
+    data, meta = tiny
+    out = tmp_path / "ldse.llc.pt"
+    train(data, meta, cls(**kwargs), str(out), **QUIET)
+    llc = load_llc(out)
+    matcher = SkillMatcher.load(encoder_path(out))
+    obs, targets = matched_targets(data, llc, matcher, ["proprio", "objects"], k=4)
+    assert obs.shape[1] == data["observations"].shape[1] and targets.shape == (len(obs), 3)
+    assert targets.abs().max() <= 1.0 and targets.var(0).mean() > 1e-4
+    params = to_dict(compose_config(["task=FrankaStackHRL"]).train)["params"]
+    net = build_network(params, obs.shape[1], 3)
+    before = float(((net.a2c_network({"obs": net.norm_obs(obs)})[0] - targets) ** 2).mean())
+    mse = pretrain_actor(net, obs, targets, epochs=30, log=lambda *_: None)
+    assert mse < 0.5 * before and mse < 0.5 * float(targets.var(0).mean())
+    assert torch.allclose(net.running_mean_std.running_mean.float(), obs.mean(0), atol=1e-5)
+    from isaacgymenvs_hrl.hrl.skill_matching import skill_matching_init
+    with pytest.raises(UserError, match="encoder .* is not there"):
+        skill_matching_init("unused.hdf5", str(tmp_path / "none.encoder.pt"), llc, ["proprio"], 4, 1, 0)

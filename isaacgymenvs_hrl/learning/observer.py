@@ -33,10 +33,13 @@ class HealthObserver(IsaacAlgoObserver):
     """IsaacGymEnvs' observer (episode terms, scalars to TensorBoard) plus NaN/unstable accounting."""
 
     def __init__(self, log=print, stop_fraction: float = NAN_STOP_FRACTION, num_envs: int | None = None,
-                 actions_per_step: int = 1, max_seconds: float | None = None):
+                 actions_per_step: int = 1, max_seconds: float | None = None, init_actor=None):
         """``actions_per_step``: task actions per env step the algorithm sees (k for an LLC's macro step).
-        ``max_seconds``: end training (with rl-games' final checkpoint) once its clock passes this."""
+        ``max_seconds``: end training (with rl-games' final checkpoint) once its clock passes this.
+        ``init_actor(algo)``: runs once on the new agent, before training (and before a checkpoint
+        given with ``checkpoint=`` is restored, which then wins)."""
         super().__init__()
+        self.init_actor = init_actor
         self.max_seconds = max_seconds
         self.actions_per_step = max(int(actions_per_step), 1)
         self.log, self.stop_fraction = log, stop_fraction
@@ -55,6 +58,8 @@ class HealthObserver(IsaacAlgoObserver):
         self.writer = algo.writer
         if not self._envs_given:
             self.num_envs = int(getattr(algo, "num_actors", 1)) * int(getattr(algo, "num_agents", 1) or 1)
+        if self.init_actor is not None:
+            self.init_actor(algo)
 
     def process_infos(self, infos, done_indices):
         if hasattr(self, "algo"):                      # IsaacGymEnvs' episode/scalar logging
