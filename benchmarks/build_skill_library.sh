@@ -54,8 +54,9 @@ if has franka; then
     output=datasets/stack.hdf5
   D=datasets/stack.hdf5
   COMMON=(dataset=$D seed=0 report.videos=false report.exploration=false)
-  # the skill low levels read joint positions and the finger opening only: with the joint
-  # velocities they imitate the expert without their latent (docs/skills.md, "Information asymmetry")
+  # HeLMS' and MRS' low levels read joint positions and the finger opening only: with the joint
+  # velocities they imitate the expert without their latent. LDSE and NPMP keep all of proprio,
+  # which explored better for them (docs/skills.md, "Information asymmetry")
   LOW=skills.policy_obs=[proprio.joint_pos,proprio.gripper]
   build franka/stack_bc llc llcs/stack_bc.llc.pt 0 $D "plain BC of the stacking expert (sees object poses)" -- \
     hrl-skills algo=bc output=llcs/stack_bc.llc.pt "${COMMON[@]}" skills.policy_obs=[proprio,objects,task] \
@@ -63,11 +64,11 @@ if has franka; then
   build franka/stack_helms llc llcs/stack_helms.llc.pt 0 $D "HeLMS: 6 discrete skills -> latent -> controller (reads joint positions + finger opening)" -- \
     hrl-skills algo=helms output=llcs/stack_helms.llc.pt "${COMMON[@]}" $LOW skills.seq_stride=32 skills.epochs=12
   build franka/stack_ldse llc llcs/stack_ldse.llc.pt 0 $D "LDSE: 8-step local-dynamics latent" -- \
-    hrl-skills algo=ldse output=llcs/stack_ldse.llc.pt "${COMMON[@]}" $LOW skills.stride=8 skills.epochs=10
-  build franka/stack_mrs llc llcs/stack_mrs.llc.pt 0 $D "MRS: skills at horizons 4/8/16/32 + unconditional head" -- \
+    hrl-skills algo=ldse output=llcs/stack_ldse.llc.pt "${COMMON[@]}" skills.stride=8 skills.epochs=10
+  build franka/stack_mrs llc llcs/stack_mrs.llc.pt 0 $D "MRS: skills at horizons 4/8/16/32 + unconditional head (reads joint positions + finger opening)" -- \
     hrl-skills algo=mrs output=llcs/stack_mrs.llc.pt "${COMMON[@]}" $LOW skills.stride=16 skills.epochs=6
   build franka/stack_npmp llc llcs/stack_npmp.llc.pt 0 $D "NPMP: look-ahead encoder + AR(1) prior" -- \
-    hrl-skills algo=npmp output=llcs/stack_npmp.llc.pt "${COMMON[@]}" $LOW skills.seq_stride=16 skills.epochs=10
+    hrl-skills algo=npmp output=llcs/stack_npmp.llc.pt "${COMMON[@]}" skills.seq_stride=16 skills.epochs=10
 fi
 hrl-library verify
 hrl-library list
