@@ -92,7 +92,8 @@ def main(argv=None) -> dict:
         if mode == "discrete" and name not in extra:
             skills = explore_skills(task, llc, args.steps, seed=args.seed)
             usage = skill_usage(path)
-            extra[name] = {"distinctness": skills["distinctness"], "skill_usage": usage,
+            extra[name] = {"distinctness": skills["distinctness"], "by_feature": skills["distinctness_by_feature"],
+                           "skill_usage": usage,
                            "collapsed": None if usage is None else [i for i, u in enumerate(usage) if u < MIN_USAGE]}
             for y, s in skills["per_skill"].items():
                 rows[f"  {name} skill {y} held" + (f" (usage {100 * usage[y]:.0f}%)" if usage else "")] = s
@@ -110,7 +111,8 @@ def main(argv=None) -> dict:
     for name, e in extra.items():
         used = "unknown (no report)" if e["collapsed"] is None else \
             ("all used" if not e["collapsed"] else f"COLLAPSED skills {e['collapsed']}")
-        log(f"{name}: distinctness (between / within skill spread of end states) {e['distinctness']:.2f}; "
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in e["by_feature"].items())
+        log(f"{name}: distinctness (between / within skill spread of end states) {e['distinctness']:.2f} ({parts}); "
             f"usage on the data {e['skill_usage']}: {used} (threshold {100 * MIN_USAGE:.0f}%)")
     log(f"wall {wall:.0f} s")
     task.close()

@@ -111,11 +111,11 @@ def load_dataset(path: str | os.PathLike, require_slices=()) -> tuple[dict, dict
         if not np.isfinite(np.asarray(values, dtype=np.float64)).all():
             raise DatasetError(f"dataset {path} contains NaN or infinite values in /obs/{name}; an "
                                "algorithm reading that slice would learn NaN weights. Collect it again")
-    for name in data["obs"].copy():     # "slice.field" views of the stored slices
-        for view, sl in views.items():
-            if view.startswith(name + "."):
-                at = views[name].start
-                data["obs"][view] = data["obs"][name][:, sl.start - at:sl.stop - at]
+    for view, sl in views.items():      # "slice.field" views of the stored slices
+        base = view.split(".", 1)[0]
+        if base != view and base in data["obs"]:
+            at = views[base].start
+            data["obs"][view] = data["obs"][base][:, sl.start - at:sl.stop - at]
     return data, meta
 
 

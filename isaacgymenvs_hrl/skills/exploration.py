@@ -99,7 +99,7 @@ class _Recorder:
                 continue
             out[f"coverage_{k}"] = float(x.var(0).mean())
             ends[k] = x[-1]                                          # (N, D)
-        return out | {"_end": torch.cat([ends[k] for k in sorted(ends)], -1)}
+        return out | {"_end": ends}
 
 
 @torch.no_grad()
@@ -141,16 +141,20 @@ def explore_llc(task, llc: LowLevelController, mode: str, steps: int, k: int | N
 
 def explore_skills(task, llc: LowLevelController, steps: int, seed: int = 0) -> dict:
     """Each discrete skill held for a whole episode: its coverage and rewards, and how distinct the
-    skills' end states are (between-skill spread / mean within-skill spread, per end-state dim)."""
+    skills' end states are (between-skill spread / mean within-skill spread, per end-state dim,
+    averaged over all dims and, in ``distinctness_by_feature``, over each feature's dims)."""
     per_skill, ends = {}, []
     for y in range(llc.num_skills):
         stats = explore_llc(task, llc, "discrete", steps, seed=seed, skill=y)
         ends.append(stats.pop("_end"))
         per_skill[y] = stats
-    end = torch.stack(ends)                                      # (K, N, D)
-    within = end.std(1).mean(0).clamp_min(1e-6)                  # (D,)
-    between = end.mean(1).std(0)                                 # (D,)
-    return {"per_skill": per_skill, "distinctness": float((between / within).mean())}
+
+    def ratio(end: torch.Tensor) -> torch.Tensor:              # (K, N, D) -> (D,)
+        return end.mean(1).std(0) / end.std(1).mean(0).clamp_min(1e-6)
+    names = sorted(ends[0])
+    by_feature = {k: float(ratio(torch.stack([e[k] for e in ends])).mean()) for k in names}
+    every = ratio(torch.stack([torch.cat([e[k] for k in names], -1) for e in ends]))
+    return {"per_skill": per_skill, "distinctness": float(every.mean()), "distinctness_by_feature": by_feature}
 
 
 COLUMNS = ("dense_reward", "staged_reward", "sparse_successes", "coverage_joints", "coverage_grasp",

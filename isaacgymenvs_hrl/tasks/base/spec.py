@@ -69,6 +69,7 @@ class TaskSpec:
                 "control_dt": float(self.control_dt), "control_type": self.control_type,
                 "task_family": self.task_family, "num_actions": int(self.action_dim), "spec": d}
 
+
 def view_ranges(obs_layout, obs_fields=None) -> "OrderedDict[str, slice]":
     """Named slices of an observation laid out as ``obs_layout``, plus ``<slice>.<field>`` for the
     fields a slice declares in ``obs_fields``. Fields let a low level read part of a slice (joint
