@@ -47,3 +47,17 @@ def test_max_time_ends_training_with_a_checkpoint(tmp_path, monkeypatch, capsys)
     assert list(tmp_path.glob(f"runs/timed_*/nn/last_*_ep_{stopped}_*.pth"))
     status, out, err = train_in_process(["task=HumanoidLocomotion", "max_time=-5"], capsys)
     assert status == 2 and "max_time" in err and "Traceback" not in out
+
+
+def test_discrete_high_level_run_is_summarized(tmp_path, monkeypatch, capsys):
+    """A HeLMS-cat high level (rl-games' discrete actor returns logits, not mus) is evaluated too."""
+    monkeypatch.chdir(tmp_path)
+    status, out, err = train_in_process(
+        ["task=FrankaStackHRL", "num_envs=4", "max_iterations=1", "task.env.episodeLength=20",
+         "task.env.llc.checkpoint=franka/stack_helms", "task.env.llc.mode=discrete", "train=HRLDiscretePPO",
+         "train.params.config.horizon_length=8", "train.params.config.minibatch_size=32", "eval_summary=True"],
+        capsys)
+    assert status == 0, out[-3000:]
+    (summary,) = tmp_path.glob("runs/*/eval_summary.json")
+    result = json.loads(summary.read_text())
+    assert result["steps"] == 4 and result["trained"]["episodes"] >= 4 and "success_per_episode" in result["trained"]

@@ -27,7 +27,8 @@ def deterministic_actor(net):
 
     @torch.no_grad()
     def act(obs):
-        return net({"is_train": False, "prev_actions": None, "obs": obs, "rnn_states": None})["mus"]
+        out = net({"is_train": False, "prev_actions": None, "obs": obs, "rnn_states": None})
+        return out["mus"] if "mus" in out else out["logits"]          # continuous / discrete actor
     return act
 
 
