@@ -188,13 +188,7 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
     def create_env(**kwargs):
         return first_env.pop() if first_env else make_env()
 
-    # a run that fails before its first checkpoint leaves no run folder behind (test runs write none)
-    keep_dir = not c["test"] or c["capture_video"]
-    created = keep_dir and not run_dir.exists()
-    if keep_dir:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(c)))
-    register_env(create_env)
+    # skill matching (LDSE) labels the data now: a bad dataset or encoder fails before any run folder
     init_actor = None
     if llc is not None and llc_cfg.get("match_init"):
         from isaacgymenvs_hrl.hrl.skill_matching import skill_matching_init
@@ -202,6 +196,14 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
                                          first_env[0].hl_obs_names, steps,
                                          as_int(llc_cfg.get("match_epochs", 200), "task.env.llc.match_epochs", low=1),
                                          seed)
+
+    # a run that fails before its first checkpoint leaves no run folder behind (test runs write none)
+    keep_dir = not c["test"] or c["capture_video"]
+    created = keep_dir and not run_dir.exists()
+    if keep_dir:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(c)))
+    register_env(create_env)
     observer = HealthObserver(actions_per_step=steps if llc is not None else 1,
                               max_seconds=float(c["max_time"]) if c.get("max_time", "") != "" else None,
                               init_actor=init_actor)
