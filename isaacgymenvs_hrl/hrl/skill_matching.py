@@ -21,15 +21,15 @@ def matched_targets(data: dict, llc, matcher, hl_obs_names, k: int) -> tuple[tor
     """(high-level observations (M, O), high-level actions (M, d)) at the start of every k-step
     decision inside an episode of ``data``; actions are the matched latents over the encoder's
     horizon, divided by the LLC's latent scale and clipped to the high level's box."""
+    from ..skills.common import take_slices
     from ..skills.segments import window_indices, window_starts
     h = matcher.horizon
     starts = window_starts(episode_ids(data), h, k)
     if len(starts) == 0:
         raise UserError(f"skill matching: no episode of the dataset lasts {h} steps (the encoder's horizon)")
     idx = torch.from_numpy(window_indices(starts, h))                                  # (M, h)
-    pol = torch.from_numpy(np.concatenate([data["obs"][n] for n in llc.obs_names], -1).astype(np.float32))
+    pol, hl_obs = take_slices(data, llc.obs_names), take_slices(data, hl_obs_names)
     act = torch.from_numpy(data["actions"].astype(np.float32))
-    hl_obs = torch.from_numpy(np.concatenate([data["obs"][n] for n in hl_obs_names], -1).astype(np.float32))
     z = torch.cat([matcher(pol[b], act[b]) for b in idx.split(4096)])
     return hl_obs[torch.from_numpy(starts)], (z / llc.latent_scale).clamp(-1.0, 1.0)
 

@@ -33,7 +33,7 @@ from ...utils import spaces
 
 from ...errors import UserError
 from ...sim import Engine, SimError, SimParams, create_engine
-from .spec import TaskSpec
+from .spec import TaskSpec, view_ranges
 
 
 class TaskConfigError(UserError, ValueError):
@@ -51,11 +51,8 @@ def body_group(model, body_ids, device) -> dict:
 
 def named_slices(layout) -> tuple["OrderedDict[str, slice]", int]:
     """{name: slice} of a layout {name: size} laid end to end, and the total size."""
-    slices, start = OrderedDict(), 0
-    for name, size in layout.items():
-        slices[name] = slice(start, start + int(size))
-        start += int(size)
-    return slices, start
+    slices = view_ranges(layout.items())
+    return slices, sum(int(size) for size in layout.values())
 
 
 def _get(cfg: dict, path: str, default=None, required: bool = False):
