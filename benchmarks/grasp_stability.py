@@ -35,8 +35,10 @@ from isaacgymenvs_hrl.experts import make_expert               # noqa: E402
 from isaacgymenvs_hrl.experts.stacking import CARRY            # noqa: E402
 from isaacgymenvs_hrl.utils.task_config import compose_config  # noqa: E402
 
-LEGACY = ["task.sim.substeps=25", "+task.sim.mujoco.iterations=50", "+task.sim.mujoco.ls_iterations=50"]
-PRESETS = {"current": [], "legacy": LEGACY, "dt5ms": ["task.sim.substeps=10"], "dt6ms": ["task.sim.substeps=8"]}
+LEGACY = ["task.sim.substeps=25", "task.env.ctrlRampChunks=5", "task.sim.mujoco.sleep=false",
+          "+task.sim.mujoco.iterations=50", "+task.sim.mujoco.ls_iterations=50"]
+PRESETS = {"current": [], "legacy": LEGACY, "dt5ms": ["task.sim.substeps=10"], "dt6ms": ["task.sim.substeps=8"],
+           "dt7ms": ["task.sim.substeps=7"], "dt8ms": ["task.sim.substeps=6"], "dt10ms": ["task.sim.substeps=5"]}
 
 
 def build(overrides: list[str], num_envs: int, seed: int):

@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def worker(task_name: str, num_envs: int, steps: int, warmup: int, seed: int, overrides: list[str]) -> None:
+def worker(task_name: str, num_envs: int, steps: int, warmup: int, seed: int, overrides: list[str],
+           actor: str = "random") -> None:
     import torch
     import isaacgymenvs_hrl
     from isaacgymenvs_hrl.utils.task_config import compose_config
@@ -30,18 +31,22 @@ def worker(task_name: str, num_envs: int, steps: int, warmup: int, seed: int, ov
     cfg = compose_config([f"task={task_name}", *overrides])
     task = isaacgymenvs_hrl.make(seed, task_name, num_envs, "cpu", "cpu", cfg=cfg)
     gen = torch.Generator().manual_seed(seed)
-    task.reset()
+    obs = task.reset()
+    if actor == "expert":       # grasps, carries and stacks: the objects move, as in training
+        from isaacgymenvs_hrl.experts import make_expert
+        expert = make_expert(task, noise=0.0, seed=seed)
     for i in range(warmup + steps):
         if i == warmup:
             t0 = time.perf_counter()
-        task.step(torch.rand(num_envs, task.num_actions, generator=gen) * 2 - 1)
+        act = expert(obs["obs"]) if actor == "expert" else torch.rand(num_envs, task.num_actions, generator=gen) * 2 - 1
+        obs, *_ = task.step(act)
     print(json.dumps({"env_steps_per_s": steps * num_envs / (time.perf_counter() - t0)}))
 
 
 def measure(tree: Path, task_name: str, args, overrides: list[str]) -> float:
     code = (f"import sys; sys.path.insert(0, {str(tree)!r}); sys.path.insert(1, {str(ROOT / 'benchmarks')!r}); "
             f"import speed_before_after as s; s.worker({task_name!r}, {args.num_envs}, {args.steps}, "
-            f"{args.warmup}, {args.seed}, {overrides!r})")
+            f"{args.warmup}, {args.seed}, {overrides!r}, {args.actor!r})")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tree)
     if out.returncode:
         raise SystemExit(f"worker failed in {tree}:\n{out.stderr[-2000:]}")
@@ -60,6 +65,8 @@ def main(argv=None) -> dict:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--actor", choices=("random", "expert"), default="random",
+                   help="random actions, or the task's scripted expert (objects grasped and carried)")
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args(argv)
     sides = {"before": (args.before_tree.resolve(), args.before_override),
@@ -70,7 +77,7 @@ def main(argv=None) -> dict:
             for side, (tree, overrides) in sides.items():
                 runs[task_name][side].append(measure(tree, task_name, args, overrides))
                 print(f"round {r} {task_name:<16} {side:<7} {runs[task_name][side][-1]:8.0f} env-steps/s", flush=True)
-    print(f"\nN={args.num_envs}, random actions, median of {args.rounds} interleaved rounds")
+    print(f"\nN={args.num_envs}, {args.actor} actions, median of {args.rounds} interleaved rounds")
     for side, (tree, overrides) in sides.items():
         print(f"  {side}: {tree} {' '.join(overrides)}")
     result = {}

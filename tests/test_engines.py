@@ -400,3 +400,48 @@ def test_step_controls_equals_stepping_one_control_at_a_time(backend):
     assert not torch.allclose(c.qvel, a.qvel, atol=1e-3)
     for eng in (a, b, c):
         eng.close()
+
+
+# ---- sleeping bodies (sim.mujoco.sleep) ------------------------------------------------------
+PUSH_XML = """<mujoco>
+  <worldbody>
+    <geom type="plane" size="2 2 0.1"/>
+    <body name="pusher" pos="-0.5 0 0.07">
+      <joint name="slide" type="slide" axis="1 0 0" damping="5"/>
+      <geom type="box" size="0.05 0.05 0.05" mass="1"/>
+    </body>
+    <body name="box" pos="0 0 0.0505">
+      <freejoint/>
+      <geom type="box" size="0.05 0.05 0.05" mass="0.1"/>
+    </body>
+  </worldbody>
+  <actuator><position joint="slide" kp="200" kv="20"/></actuator>
+</mujoco>"""
+
+
+def test_sleeping_bodies_wake_on_contact_and_on_reset_and_match_the_awake_physics(tmp_path):
+    path = tmp_path / "push.xml"
+    path.write_text(PUSH_XML)
+    sleepy, awake = (create_engine("mujoco", str(path), 3, SimParams(dt=0.05, substeps=10, num_threads=2,
+                                                                      solver={"sleep": s})) for s in (True, False))
+    for eng in (sleepy, awake):
+        eng.step(200)                                   # 1 s: every box comes to rest
+    # the boxes sleep, each env on its own; the actuated pusher never does
+    assert [d.ntree_awake for d in sleepy._env_datas] == [1, 1, 1]
+    for eng in (sleepy, awake):
+        qpos = eng.qpos[1:2].clone()
+        qpos[0, 3] = 0.5                                # env 1: its box lifted into the air
+        eng.reset_envs(torch.tensor([1]), qpos, torch.zeros(1, eng.model.nv))
+        eng.ctrl[2] = 0.45                              # env 2: the pusher shoves its box 5 cm
+        eng.step(200)
+    torch.testing.assert_close(sleepy.qpos, awake.qpos, rtol=0, atol=1e-3)
+    assert sleepy.qpos[1, 3] == pytest.approx(0.05, abs=2e-3)     # it fell back onto the plane
+    assert sleepy.qpos[2, 1] > 0.03                                # it was pushed
+    assert sleepy.qpos[0, 1].abs() < 1e-4                          # env 0's box stayed where it slept
+    for eng in (sleepy, awake):
+        eng.close()
+
+
+def test_sleep_option_must_be_a_bool():
+    with pytest.raises(SimError, match=r"sim.mujoco.sleep must be true or false"):
+        create_engine("mujoco", HUMANOID_XML, 2, SimParams(dt=0.02, substeps=4, solver={"sleep": "yes"}))

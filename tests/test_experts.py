@@ -11,7 +11,7 @@ def test_stacking_expert_stacks_red_on_blue():
     torch.manual_seed(0)
     cfg = {"name": "FrankaStack", "physics_engine": "mujoco",
            "env": {"numEnvs": 8, "episodeLength": 150},
-           "sim": {"dt": 0.05, "substeps": 25, "mujoco": {"num_threads": 2}}}
+           "sim": {"dt": 0.05, "substeps": 10, "mujoco": {"num_threads": 2, "sleep": True}}}
     task = FrankaStack(cfg, "cpu", "cpu", -1, True)
     expert = make_expert(task, noise=0.0, seed=0)
     obs = task.reset()["obs"]

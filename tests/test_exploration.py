@@ -21,7 +21,7 @@ def test_random_high_level_explores_more_than_standing_still(tmp_path):
     torch.manual_seed(0)
     cfg = {"name": "FrankaStack", "physics_engine": "mujoco",
            "env": {"numEnvs": 4, "episodeLength": 100, "terminateOnSuccess": False, "armResetNoise": 0.0},
-           "sim": {"dt": 0.05, "substeps": 25, "mujoco": {"num_threads": 2}}}
+           "sim": {"dt": 0.05, "substeps": 10, "mujoco": {"num_threads": 2, "sleep": True}}}
     task = FrankaStack(cfg, "cpu", "cpu", -1, True, auto_reset=False)
     path = wrap_module(tmp_path / "hand.llc.pt", HandFollowsLatent(), torch.zeros(2, 22), torch.zeros(2, 3),
                        task_family="franka", obs=[["proprio", 22]], action={"dim": 5, "scale": 1.0, "control_type": "ee_delta"},

@@ -18,7 +18,7 @@ HOME = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
 def stack_cfg(**env):
     return {"name": "FrankaStack", "physics_engine": "mujoco",
             "env": {"numEnvs": 4, "episodeLength": 50, **env},
-            "sim": {"dt": 0.05, "substeps": 25, "mujoco": {"num_threads": 2}}}
+            "sim": {"dt": 0.05, "substeps": 10, "mujoco": {"num_threads": 2, "sleep": True}}}
 
 
 def test_batched_fk_and_jacobian_match_mujoco():

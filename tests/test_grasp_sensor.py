@@ -10,7 +10,7 @@ from isaacgymenvs_hrl.tasks.franka_stack import FrankaStack
 
 def _task(engine="mujoco"):
     cfg = {"name": "FrankaStack", "physics_engine": engine, "env": {"numEnvs": 4, "episodeLength": 150},
-           "sim": {"dt": 0.05, "substeps": 25, "mujoco": {"num_threads": 2}}}
+           "sim": {"dt": 0.05, "substeps": 10, "mujoco": {"num_threads": 2, "sleep": True}}}
     return FrankaStack(cfg, "cpu", "cpu", -1, True)
 
 

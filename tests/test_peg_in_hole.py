@@ -23,7 +23,7 @@ NAME = "FrankaPegInHole"
 def peg_cfg(engine="mujoco", **env):
     return {"name": NAME, "physics_engine": engine,
             "env": {"numEnvs": 4, "episodeLength": 250, **env},
-            "sim": {"dt": 0.05, "substeps": 25, "mujoco": {"num_threads": 2}}}
+            "sim": {"dt": 0.05, "substeps": 10, "mujoco": {"num_threads": 2, "sleep": True}}}
 
 
 def make(engine="mujoco", seed=0, **env):
@@ -185,7 +185,7 @@ def test_mjwarp_loads_and_steps_the_peg_and_stack_scenes_like_mujoco():
 
     def stack(engine):
         return {"name": "FrankaStack", "physics_engine": engine, "env": {"numEnvs": 2, "episodeLength": 50},
-                "sim": {"dt": 0.05, "substeps": 25, "mujoco": {"num_threads": 2}}}
+                "sim": {"dt": 0.05, "substeps": 10, "mujoco": {"num_threads": 2, "sleep": True}}}
 
     def act(task, k):
         a = torch.zeros(task.num_envs, task.num_actions)

@@ -151,7 +151,7 @@ class _Sideways(nn.Module):
 def test_rollouts_name_and_separate_held_latents_in_franka_stack(tmp_path):
     cfg = {"name": "FrankaStack", "physics_engine": "mujoco", "env": {"numEnvs": 3, "episodeLength": 40,
                                                                      "terminateOnSuccess": False},
-           "sim": {"dt": 0.05, "substeps": 25, "mujoco": {"num_threads": 2}}}
+           "sim": {"dt": 0.05, "substeps": 10, "mujoco": {"num_threads": 2, "sleep": True}}}
     torch.manual_seed(0)
     task = FrankaStack(cfg, "cpu", "cpu", -1, True, auto_reset=False)
     path = wrap_module(tmp_path / "sideways.llc.pt", _Sideways(), torch.zeros(2, 22), torch.zeros(2, 1),

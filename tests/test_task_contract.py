@@ -60,7 +60,7 @@ def test_every_task_declares_its_spec():
     for name, cls in isaacgym_task_map.items():
         cfg = make_cfg(name=name, env={"numEnvs": 2})
         if name.startswith("Franka"):
-            cfg["sim"] = {"dt": 0.05, "substeps": 25}
+            cfg["sim"] = {"dt": 0.05, "substeps": 10}
         task = make_task(cfg, task_cls=cls)
         spec = task.spec
         assert spec.name == cls.__name__ and spec.task_family in ("humanoid", "franka")
@@ -187,7 +187,7 @@ def test_a_low_level_can_read_one_field_of_a_slice(tmp_path):
     from isaacgymenvs_hrl.tasks.base.spec import view_ranges
 
     cfg = make_cfg(name="FrankaStack", env={"numEnvs": 2, "episodeLength": 6})
-    cfg["sim"] = {"dt": 0.05, "substeps": 25}
+    cfg["sim"] = {"dt": 0.05, "substeps": 10}
     task = make_task(cfg, task_cls=FrankaStack, auto_reset=True)
     assert task.obs_views["proprio.joint_pos"] == slice(0, 7)
     assert task.obs_views["proprio.ee_quat"] == slice(18, 22)

@@ -54,7 +54,8 @@ RANDOMIZABLE_FIELDS = (
 OPTION_FIELDS = ("gravity",)   # RANDOMIZABLE_FIELDS that live in model.opt
 # MjModel.opt fields a task config may set under sim.mujoco (with their types); cone by name
 SOLVER_OPTIONS = {"iterations": int, "ls_iterations": int, "tolerance": float, "ls_tolerance": float,
-                  "impratio": float, "noslip_iterations": int, "cone": str}
+                  "impratio": float, "noslip_iterations": int, "cone": str, "sleep": bool,
+                  "sleep_tolerance": float}
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,16 @@ def load_mjcf(path: str, params: SimParams) -> mujoco.MjModel:
             if value not in cones:
                 raise SimError(f"sim.mujoco.cone must be pyramidal or elliptic, got {value!r}")
             model.opt.cone = cones[value]
+            continue
+        if key == "sleep":
+            # MuJoCo's sleeping islands: bodies at rest (a cube on the table) are skipped until an
+            # awake body touches them; trees with actuators never sleep
+            if not isinstance(value, bool):
+                raise SimError(f"sim.mujoco.sleep must be true or false, got {value!r}")
+            if value:
+                model.opt.enableflags |= mujoco.mjtEnableBit.mjENBL_SLEEP
+            else:
+                model.opt.enableflags &= ~int(mujoco.mjtEnableBit.mjENBL_SLEEP)
             continue
         kind = SOLVER_OPTIONS[key]
         try:

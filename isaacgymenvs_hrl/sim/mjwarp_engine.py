@@ -38,9 +38,14 @@ class MjwarpEngine(Engine):
         # Contact/constraint buffers per world: generous for small scenes, overridable.
         nconmax = nconmax or max(64, 4 * model.ngeom)
         njmax = njmax or max(256, 6 * nconmax)
+        # sim.mujoco.sleep is a C-backend setting: MuJoCo Warp's sleeping compacts the awake dofs
+        # per world, which this backend's batched reset does not track, so every body stays awake
+        flags = model.opt.enableflags
+        model.opt.enableflags = flags & ~int(mujoco.mjtEnableBit.mjENBL_SLEEP)
         with wp.ScopedDevice(self.wp_device):
             self.m = mjw.put_model(model)
             self.d = mjw.put_data(model, data, nworld=num_envs, nconmax=nconmax, njmax=njmax)
+        model.opt.enableflags = flags
         t = wp.to_torch
         self.qpos, self.qvel, self.ctrl = t(self.d.qpos), t(self.d.qvel), t(self.d.ctrl)
         self.sensordata = t(self.d.sensordata)

@@ -40,6 +40,17 @@ class MujocoEngine(Engine):
         self._datas = [mujoco.MjData(model) for _ in range(max(1, self.num_threads))]
         self._models = [model] * num_envs
         self._env_models: list[mujoco.MjModel] | None = None   # per-env copies, made on demand
+        # Sleeping (sim.mujoco.sleep) keeps its state in MjData, outside the state vector, so a
+        # data shared by the envs of one thread would carry one env's sleeping bodies into the
+        # next: each env then keeps its own data, stepped by one rollout call per env.
+        self._env_datas: list[mujoco.MjData] | None = None
+        self._step_pool: ThreadPoolExecutor | None = None
+        if model.opt.enableflags & mujoco.mjtEnableBit.mjENBL_SLEEP:
+            self._env_datas = [mujoco.MjData(model) for _ in range(num_envs)]
+            self._env_rollouts = [rollout.Rollout(nthread=0) for _ in self._datas]
+            self._env_chunks = np.array_split(np.arange(num_envs), len(self._datas))
+            if len(self._datas) > 1:
+                self._step_pool = ThreadPoolExecutor(max_workers=len(self._datas))
 
         nstate = mujoco.mj_stateSize(model, _FULL)
         t = mujoco.mjtState
@@ -93,13 +104,27 @@ class MujocoEngine(Engine):
 
     def _rollout(self, nsteps: int) -> None:
         t_expected = self._state[:, self._sl_time] + nsteps * self.model.opt.timestep
-        self._pool.rollout(self._models, self._datas, self._state, self._ctrl64, skip_checks=True,
-                           nstep=nsteps, state=self._state_out, sensordata=self._sens_out)
+        if self._env_datas is None:
+            self._pool.rollout(self._models, self._datas, self._state, self._ctrl64, skip_checks=True,
+                               nstep=nsteps, state=self._state_out, sensordata=self._sens_out)
+        elif self._step_pool is None:
+            self._rollout_own_data(0, nsteps)
+        else:
+            chunks = range(len(self._env_chunks))
+            list(self._step_pool.map(self._rollout_own_data, chunks, [nsteps] * len(chunks)))
         self._state[:] = self._state_out[:, -1]
         # MuJoCo resets an env's data when it diverges (bad qacc), which restarts its clock.
         diverged = self._state[:, self._sl_time] < t_expected - 0.5 * self.model.opt.timestep
         self._refresh(self._sens_out[:, -1])
         self.unstable = torch.from_numpy(diverged).to(self.device) | ~torch.isfinite(self.qvel).all(-1)
+
+    def _rollout_own_data(self, k: int, nsteps: int) -> None:
+        """Step the envs of chunk ``k``, each on its own MjData (the rollout releases the GIL)."""
+        roll = self._env_rollouts[k]
+        for i in self._env_chunks[k]:
+            roll.rollout([self._models[i]], [self._env_datas[i]], self._state[i:i + 1], self._ctrl64[i:i + 1],
+                         skip_checks=True, nstep=nsteps, state=self._state_out[i:i + 1],
+                         sensordata=self._sens_out[i:i + 1])
 
     def _refresh(self, sensordata: np.ndarray | None = None) -> None:
         self.qpos.copy_(torch.from_numpy(self._state[:, self._sl_qpos]))
@@ -109,6 +134,9 @@ class MujocoEngine(Engine):
 
     def reset_envs(self, env_ids: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
         ids = env_ids.detach().cpu().numpy()
+        if self._env_datas is not None:
+            for i in ids:                       # wakes every body: the new state is not at rest
+                mujoco.mj_resetData(self._models[i], self._env_datas[i])
         self._state[ids, self._sl_time] = 0.0
         self._state[ids, self._sl_qpos] = qpos.detach().cpu().double().numpy()
         self._state[ids, self._sl_qvel] = qvel.detach().cpu().double().numpy()
@@ -174,6 +202,7 @@ class MujocoEngine(Engine):
         if self._pool is not None:
             self._pool.close()
             self._pool = None
-        if self._forward_pool is not None:
-            self._forward_pool.shutdown()
-            self._forward_pool = None
+        for pool in (self._forward_pool, self._step_pool):
+            if pool is not None:
+                pool.shutdown()
+        self._forward_pool = self._step_pool = None

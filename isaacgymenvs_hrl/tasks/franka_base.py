@@ -92,7 +92,7 @@ class FrankaBase(VecTask):
 
     # Measured: servo targets that jump every control period (even ~1 cm at the hand) shake a
     # grasped cube out of the fingers; ramping them over the period holds it.
-    default_ctrl_ramp_chunks = 5
+    default_ctrl_ramp_chunks = 10
 
     task_family = "franka"
     # an LLC that reads joint positions only cannot tell the task phase from the joint velocities,
