@@ -150,8 +150,13 @@ def test_finished_episodes_count_under_their_own_variant_and_set():
     task.variant_id[:] = variants.index("pyramid")
     task.episode_success[:] = torch.tensor([True] * 5 + [False] * 3)
     task.progress_buf[:] = 7
+    task.variant_id[6:] = variants.index("red_on_blue")
     task.reset_idx(ids)
-    assert task.success_table() == {("pyramid", "cubes"): (5, 8)}
+    assert task.success_table() == {("pyramid", "cubes"): (5, 6), ("red_on_blue", "cubes"): (0, 2)}
+    ep = task.extras["episode"]
+    assert ep["success"] == 5 / 8 and ep["success_cubes"] == 5 / 8
+    assert ep["success_pyramid"] == 5 / 6 and ep["success_red_on_blue"] == 0.0
+    assert "success_green_on_red" not in ep and "success_cylinders" not in ep   # no episode ended there
 
 
 def test_dense_reward_rises_through_the_stages():

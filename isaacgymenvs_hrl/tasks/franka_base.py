@@ -234,29 +234,30 @@ class FrankaBase(VecTask):
         self.extras["successes"] = success.float()
 
     def log_episodes(self, env_ids: torch.Tensor) -> None:
-        """Success rates of the episodes that just ended, overall and per variant and group."""
-        if not hasattr(self, "stats_episodes") or len(env_ids) == 0:
+        """Success rates of the episodes that just ended, overall and per variant and group; one host
+        read (which rates had episodes) however many variants and groups there are."""
+        if not hasattr(self, "stats_episodes"):
             return
-        started = self.progress_buf[env_ids] > 0                         # skip the initial reset
+        ended = self.progress_buf[env_ids] > 0                           # skip the initial reset
+        demo = self.demo_start[env_ids]
+        won = self.episode_success[env_ids].float()
+        standard = (ended & ~demo).float()
+        nv, ng = self.stats_episodes.shape
+        flat = self.variant_id[env_ids] * ng + self.group_id[env_ids]
+        counts = torch.zeros(nv * ng, device=won.device).index_add_(0, flat, standard)
+        wins = torch.zeros(nv * ng, device=won.device).index_add_(0, flat, standard * won)
+        self.stats_episodes.view(-1).add_(counts.long())
+        self.stats_successes.view(-1).add_(wins.long())
+        demo_ended = (ended & demo).float()
+        n = torch.cat([demo_ended.sum()[None], counts.sum()[None], counts.view(nv, ng).sum(1), counts.view(nv, ng).sum(0)])
+        k = torch.cat([(demo_ended * won).sum()[None], wins.sum()[None], wins.view(nv, ng).sum(1), wins.view(nv, ng).sum(0)])
+        names = ["success_demo_start", "success"] + [f"success_{v}" for v in self.variant_names] + \
+            [None] * (nv - len(self.variant_names)) + [f"success_{g}" for g in self.group_names]
         ep = self.extras["episode"]
-        from_demo = env_ids[started & self.demo_start[env_ids]]
-        if len(from_demo):
-            ep["success_demo_start"] = self.episode_success[from_demo].float().mean()
-        ids = env_ids[started & ~self.demo_start[env_ids]]
-        if len(ids) == 0:
-            return
-        flat = self.variant_id[ids] * self.stats_episodes.shape[1] + self.group_id[ids]
-        self.stats_episodes.view(-1).index_add_(0, flat, torch.ones_like(flat))
-        self.stats_successes.view(-1).index_add_(0, flat, self.episode_success[ids].long())
-        ep["success"] = self.episode_success[ids].float().mean()
-        for i, name in enumerate(self.variant_names):
-            sel = self.variant_id[ids] == i
-            if sel.any():
-                ep[f"success_{name}"] = self.episode_success[ids][sel].float().mean()
-        for i, name in enumerate(self.group_names):
-            sel = self.group_id[ids] == i
-            if sel.any():
-                ep[f"success_{name}"] = self.episode_success[ids][sel].float().mean()
+        rates = k / n.clamp_min(1.0)
+        for name, rate, had in zip(names, rates, (n > 0).tolist()):
+            if name is not None and had:
+                ep[name] = rate
 
     def reset_task_state(self, env_ids: torch.Tensor, arm_q: torch.Tensor) -> None:
         """Episode bookkeeping for ``env_ids`` whose arm restarts at joint positions arm_q (n, 7):
