@@ -19,7 +19,7 @@ from ..datasets.hdf5 import DatasetError, dataset_views, episode_ids
 from ..hrl.llc_checkpoint import save_llc
 from ..hrl.networks import SkillPolicy
 from ..utils.provenance import provenance
-from .common import distributed, parameter_digest
+from .common import distributed, parameter_digest, take_slices
 
 
 @dataclass
@@ -37,12 +37,6 @@ class BCConfig:
     seed: int = 0
 
 
-def _slices(data: dict, names) -> np.ndarray:
-    if not names:
-        return np.zeros((len(data["actions"]), 0), dtype=np.float32)
-    return np.concatenate([data["obs"][n] for n in names], axis=-1).astype(np.float32)
-
-
 def train_bc(data: dict, meta: dict, cfg: BCConfig, output: str, log=print) -> dict:
     """Fit, write the LLC checkpoint to ``output``; returns metrics and the loss history.
 
@@ -54,8 +48,8 @@ def train_bc(data: dict, meta: dict, cfg: BCConfig, output: str, log=print) -> d
     dist = distributed()
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    obs = torch.from_numpy(_slices(data, cfg.policy_obs))
-    cond = torch.from_numpy(_slices(data, cfg.condition_on))
+    obs = take_slices(data, cfg.policy_obs)
+    cond = take_slices(data, cfg.condition_on)
     act = torch.from_numpy(data["actions"].astype(np.float32))
     obs_mean, obs_std = obs.mean(0), obs.std(0).clamp_min(1e-3)
     # the central 99% of each latent dimension spans [-1, 1]: a hindsight-relabelled command has

@@ -44,6 +44,7 @@ from ..datasets.hdf5 import episode_ids
 from ..errors import UserError
 from ..hrl.latent_skill_env import LatentSkillEnv
 from ..hrl.llc import LowLevelController, normalize_latent
+from .common import take_slices
 from .exploration import random_hl_action
 from .segments import window_indices, window_starts
 
@@ -63,7 +64,7 @@ def _slices(data: dict, names) -> torch.Tensor:
     if missing:
         raise UserError(f"diagnostics: the dataset lacks observation slices {missing} that the LLC reads "
                         f"(it has {sorted(data['obs'])}); pass the dataset the LLC was trained on")
-    return torch.from_numpy(np.concatenate([data["obs"][n] for n in names], -1).astype(np.float32))
+    return take_slices(data, names)
 
 
 def _windows(data: dict, k: int, max_windows: int, gen: torch.Generator) -> torch.Tensor:
