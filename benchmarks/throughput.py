@@ -56,6 +56,7 @@ from mujoco import rollout               # noqa: E402
 
 from isaacgymenvs_hrl.sim import SimParams, load_mjcf   # noqa: E402
 from isaacgymenvs_hrl.tasks import isaacgym_task_map    # noqa: E402
+from isaacgymenvs_hrl.utils.task_config import load_task_config   # noqa: E402
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
 TARGET_RATIO = 0.7
@@ -64,10 +65,11 @@ TARGET_RATIO = 0.7
 # ---- helpers ----------------------------------------------------------------------------------
 def make_task(name: str, engine: str, num_envs: int, threads: int, substeps: int, dt: float,
               device: str = "cpu"):
-    cfg = {"name": name, "physics_engine": engine,
-           "env": {"numEnvs": num_envs, "episodeLength": 1000, "clipActions": 1.0,
-                   "clipObservations": 5.0},
-           "sim": {"dt": dt, "substeps": substeps, "mujoco": {"num_threads": threads}}}
+    """The task as its YAML ships it (servo ramp, solver options, sleeping islands), with the
+    benchmark's N, threads and timing; episodes of 1000 control steps keep resets rare."""
+    cfg = load_task_config(name, [f"physics_engine={engine}", f"task.env.numEnvs={num_envs}",
+                                  "task.env.episodeLength=1000", f"task.sim.dt={dt}",
+                                  f"task.sim.substeps={substeps}", f"++task.sim.mujoco.num_threads={threads}"])
     return isaacgym_task_map[name](cfg, device, device, -1, True)
 
 
