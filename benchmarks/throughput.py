@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import cProfile
 import io
 import json
@@ -54,7 +55,6 @@ import yaml                              # noqa: E402
 import torch                             # noqa: E402
 from mujoco import rollout               # noqa: E402
 
-from isaacgymenvs_hrl.sim import SimParams, load_mjcf   # noqa: E402
 from isaacgymenvs_hrl.tasks import isaacgym_task_map    # noqa: E402
 from isaacgymenvs_hrl.utils.task_config import load_task_config   # noqa: E402
 
@@ -71,6 +71,14 @@ def make_task(name: str, engine: str, num_envs: int, threads: int, substeps: int
                                   "task.env.episodeLength=1000", f"task.sim.dt={dt}",
                                   f"task.sim.substeps={substeps}", f"++task.sim.mujoco.num_threads={threads}"])
     return isaacgym_task_map[name](cfg, device, device, -1, True)
+
+
+def raw_model(task) -> mujoco.MjModel:
+    """The task's own compiled model (its MJCF edits, timestep and solver options) for the bare
+    loops, with sleeping islands off: a rollout's shared MjData would carry sleep across envs."""
+    model = copy.deepcopy(task.engine.model)
+    model.opt.enableflags &= ~int(mujoco.mjtEnableBit.mjENBL_SLEEP)
+    return model
 
 
 def state_offset(model: mujoco.MjModel, bit: int) -> int:
@@ -247,8 +255,7 @@ def bench_mujoco(args, log) -> dict:
         f"substeps={args.substeps}, dt={args.dt}")
     torch.manual_seed(args.seed)
     task = make_task(args.task, "mujoco", args.num_envs, threads, args.substeps, args.dt)
-    model = load_mjcf(task.mjcf_path(), SimParams(dt=args.dt, substeps=args.substeps))
-    assert abs(model.opt.timestep - task.engine.model.opt.timestep) < 1e-15
+    model = raw_model(task)
     pool = initial_state_pool(task, model, copies=4)
     fall_height = getattr(task, "termination_height", None)
     modes = ("none", "rate", "fall") if fall_height is not None else ("none", "rate")
@@ -335,7 +342,7 @@ def bench_mjwarp(args, log) -> dict:
     task = make_task(args.task, "mjwarp", n, args.threads, args.substeps, args.dt,
                      device="cpu" if device == "cpu" else "cuda:0")
     engine = task.engine
-    model = load_mjcf(task.mjcf_path(), SimParams(dt=args.dt, substeps=args.substeps))
+    model = raw_model(task)
     # Same buffer sizes as MjwarpEngine's defaults.
     nconmax = max(64, 4 * model.ngeom)
     njmax = max(256, 6 * nconmax)
