@@ -244,19 +244,21 @@ class FrankaBase(VecTask):
         standard = (ended & ~demo).float()
         nv, ng = self.stats_episodes.shape
         flat = self.variant_id[env_ids] * ng + self.group_id[env_ids]
-        counts = torch.zeros(nv * ng, device=won.device).index_add_(0, flat, standard)
-        wins = torch.zeros(nv * ng, device=won.device).index_add_(0, flat, standard * won)
-        self.stats_episodes.view(-1).add_(counts.long())
-        self.stats_successes.view(-1).add_(wins.long())
+        counts = torch.zeros(nv * ng, device=won.device).index_add_(0, flat, standard).view(nv, ng)
+        wins = torch.zeros(nv * ng, device=won.device).index_add_(0, flat, standard * won).view(nv, ng)
+        self.stats_episodes += counts.long()
+        self.stats_successes += wins.long()
         demo_ended = (ended & demo).float()
-        n = torch.cat([demo_ended.sum()[None], counts.sum()[None], counts.view(nv, ng).sum(1), counts.view(nv, ng).sum(0)])
-        k = torch.cat([(demo_ended * won).sum()[None], wins.sum()[None], wins.view(nv, ng).sum(1), wins.view(nv, ng).sum(0)])
-        names = ["success_demo_start", "success"] + [f"success_{v}" for v in self.variant_names] + \
-            [None] * (nv - len(self.variant_names)) + [f"success_{g}" for g in self.group_names]
+        # all, per variant, per group (a task without names has one unnamed row or column)
+        margins = lambda t: torch.cat([t.sum()[None], t.sum(1)[:len(self.variant_names)],
+                                       t.sum(0)[:len(self.group_names)]])
+        n = torch.cat([demo_ended.sum()[None], margins(counts)])
+        k = torch.cat([(demo_ended * won).sum()[None], margins(wins)])
+        names = ["success_demo_start", "success", *(f"success_{v}" for v in self.variant_names),
+                 *(f"success_{g}" for g in self.group_names)]
         ep = self.extras["episode"]
-        rates = k / n.clamp_min(1.0)
-        for name, rate, had in zip(names, rates, (n > 0).tolist()):
-            if name is not None and had:
+        for name, rate, had in zip(names, k / n.clamp_min(1.0), (n > 0).tolist()):
+            if had:
                 ep[name] = rate
 
     def reset_task_state(self, env_ids: torch.Tensor, arm_q: torch.Tensor) -> None:
