@@ -3,11 +3,14 @@
 # project's own commands, and record each in the manifest (command, seed, commit, dataset hash, metrics):
 #   teacher  HumanoidLocomotion PPO teacher (walks and turns on command)          ~15-25 min on 2 cores
 #   humanoid its rollouts (random commands, action noise) -> BC, NPMP, LDSE LLCs  ~10 min
+#   omni     the teacher resumed with backward, sideways and faster-turning commands, and its
+#            rollouts -> omni_bc, omni_npmp, omni_ldse (skills for HumanoidHeading)  ~20 min
 #   franka   stacking expert rollouts -> BC, HeLMS, LDSE, MRS, NPMP LLCs          ~15 min
-# Usage: bash benchmarks/build_skill_library.sh [WORKDIR]      (STAGES="humanoid franka" to skip some)
+# Usage: bash benchmarks/build_skill_library.sh [WORKDIR]      (STAGES="humanoid franka" to skip some;
+#        a stage that needs a teacher takes this run's, else the shipped one)
 set -euo pipefail
 WORK=${1:-build_library}
-STAGES=${STAGES:-teacher humanoid franka}
+STAGES=${STAGES:-teacher humanoid omni franka}
 mkdir -p "$WORK" && cd "$WORK"
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 # run a command, then add its output to the library with that exact command as provenance
@@ -46,6 +49,37 @@ if has humanoid; then
   build humanoid/walk_ldse llc llcs/walk_ldse.llc.pt 0 $D \
     "LDSE: latent of an 8-step local-dynamics VAE, skill policy cloned on it; not the command" -- \
     hrl-skills algo=ldse dataset=$D output=llcs/walk_ldse.llc.pt seed=0 skills.stride=8 skills.epochs=10 \
+    report.videos=false
+fi
+
+# the same three methods over omnidirectional walking: vx [-0.5, 1.2] m/s, vy [-0.5, 0.5] m/s, yaw
+# rate [-1.5, 1.5] rad/s, resumed from the teacher above (turning and walking forward already learnt)
+OMNI=("task.env.command.vx=[-0.5,1.2]" "task.env.command.vy=[-0.5,0.5]" "task.env.command.yaw_rate=[-1.5,1.5]")
+if has omni; then
+  BASE=$(ls -td runs/teacher_*/nn/teacher.pth 2>/dev/null | head -1 || true)
+  BASE=${BASE:-$(python -c "from isaacgymenvs_hrl.hrl.library import resolve; print(resolve('humanoid/teacher'))")}
+  cp "$BASE" teacher_base.pth
+  OMNI_CMD=(hrl-train task=HumanoidLocomotion num_envs=256 max_iterations=2000 experiment=teacher_omni
+            train.params.config.minibatch_size=2048 seed=0 headless=True "${OMNI[@]}" checkpoint=teacher_base.pth)
+  echo "+ ${OMNI_CMD[*]}"
+  "${OMNI_CMD[@]}"
+  OMNI_TEACHER=$(ls -td runs/teacher_omni_*/nn/teacher_omni.pth | head -1)
+  hrl-library add humanoid/teacher_omni "$OMNI_TEACHER" --kind policy --task HumanoidLocomotion --seed 0 \
+    --command "${OMNI_CMD[*]}" \
+    --description "HumanoidLocomotion PPO teacher resumed with backward, sideways and faster-turning commands"
+  hrl-collect task=HumanoidLocomotion num_envs=64 num_episodes=128 noise=0.1 seed=1 "${OMNI[@]}" \
+    policy="$OMNI_TEACHER" mirror=True hindsight_steps=50 output=datasets/omni.hdf5
+  D=datasets/omni.hdf5
+  build humanoid/omni_bc llc llcs/omni_bc.llc.pt 0 $D \
+    "velocity-conditioned BC over omnidirectional walking: the latent is the velocity achieved over the next second (vx, vy, yaw rate)" -- \
+    hrl-skills algo=bc dataset=$D output=llcs/omni_bc.llc.pt seed=0 skills.epochs=20 report.videos=false
+  build humanoid/omni_npmp llc llcs/omni_npmp.llc.pt 0 $D \
+    "NPMP over omnidirectional walking: latent from a look-ahead encoder with an AR(1) prior; not the command" -- \
+    hrl-skills algo=npmp dataset=$D output=llcs/omni_npmp.llc.pt seed=0 skills.seq_stride=16 skills.epochs=10 \
+    report.videos=false
+  build humanoid/omni_ldse llc llcs/omni_ldse.llc.pt 0 $D \
+    "LDSE over omnidirectional walking: latent of an 8-step local-dynamics VAE; not the command" -- \
+    hrl-skills algo=ldse dataset=$D output=llcs/omni_ldse.llc.pt seed=0 skills.stride=8 skills.epochs=10 \
     report.videos=false
 fi
 

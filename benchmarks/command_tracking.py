@@ -3,6 +3,7 @@ HumanoidLocomotion teacher (an rl-games policy) or of a command-conditioned LLC 
 
     python benchmarks/command_tracking.py humanoid/teacher
     python benchmarks/command_tracking.py humanoid/walk_bc
+    python benchmarks/command_tracking.py humanoid/teacher --commands -0.4,0,0 0,0.4,0 0,-0.4,0 1,0,1.5
 
 Each command runs in ``--envs`` envs from a reset; the first ``--settle`` steps are skipped and the
 achieved (vx, vy, yaw rate) is averaged over the rest. Yaw > 0 is a left turn. An LLC's latent is
@@ -49,8 +50,12 @@ def main(argv=None):
     p.add_argument("--envs", type=int, default=8, help="envs per command")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--settle", type=int, default=50)
+    p.add_argument("--commands", nargs="+", metavar="VX,VY,YAW", help="commands to run instead of the default eight")
     args = p.parse_args(argv)
-    cmds = torch.tensor(COMMANDS)
+    commands = [tuple(float(v) for v in c.split(",")) for c in args.commands] if args.commands else COMMANDS
+    if any(len(c) != 3 for c in commands):
+        p.error("--commands takes VX,VY,YAW triples, e.g. --commands 0.5,0,0 -0.4,0,0")
+    cmds = torch.tensor(commands)
     n = len(cmds) * args.envs
     cfg = compose_config(["task=HumanoidLocomotion", "task.env.commandResampleTime=1000"])
     task = isaacgymenvs_hrl.make(0, "HumanoidLocomotion", n, "cpu", "cpu", cfg=cfg)
@@ -68,7 +73,7 @@ def main(argv=None):
     print(f"{args.policy}: achieved per command ({args.envs} envs each, steps {args.settle}-{args.steps}); "
           f"{falls} falls")
     print("| command (vx, vy, yaw rate) | vx | vy | yaw rate |\n|---|---|---|---|")
-    for c, a in zip(COMMANDS, mean.tolist()):
+    for c, a in zip(commands, mean.tolist()):
         print(f"| {c} | {a[0]:+.2f} | {a[1]:+.2f} | {a[2]:+.2f} |")
 
 
