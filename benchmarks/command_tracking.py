@@ -12,6 +12,8 @@ the command mapped through its own ``latent.meaning`` (center, half range).
 from __future__ import annotations
 
 import argparse
+import re
+import sys
 
 import torch
 
@@ -51,7 +53,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--settle", type=int, default=50)
     p.add_argument("--commands", nargs="+", metavar="VX,VY,YAW", help="commands to run instead of the default eight")
-    args = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # argparse takes "-0.4,0,0" for an option; a leading space keeps it a value
+    args = p.parse_args([" " + a if re.match(r"-\d", a) else a for a in argv])
     commands = [tuple(float(v) for v in c.split(",")) for c in args.commands] if args.commands else COMMANDS
     if any(len(c) != 3 for c in commands):
         p.error("--commands takes VX,VY,YAW triples, e.g. --commands 0.5,0,0 -0.4,0,0")

@@ -5,6 +5,7 @@ deterministic evaluation (``eval_summary=True``), and this script prints one tab
     python benchmarks/hrl_vs_flat.py --work hrl_vs_flat --hl-iters 100 --seeds 0 1 2 --jobs 2
     python benchmarks/hrl_vs_flat.py --work hrl_vs_flat --max-time 600 --seeds 0 --jobs 2   # equal wall clock
     python benchmarks/hrl_vs_flat.py --work hrl_vs_flat --report-only      # table of finished runs
+    python benchmarks/hrl_vs_flat.py --tasks HumanoidHeading --llcs humanoid/omni_bc --no-flat
 
 With 64 envs and horizon 32, a high-level epoch is 2048 macro steps = 10240 control steps (k = 5),
 a flat epoch 2048 control steps: the flat run gets ``5 x hl_iters`` epochs, the same control steps.
@@ -29,17 +30,18 @@ COLUMNS = ("targets_reached_per_episode", "heading_error_per_episode", "speed_er
            "falls_per_episode", "return_per_episode")
 
 
-def conditions(task: str, hl_iters: int, k: int = 5, max_time: float | None = None):
+def conditions(task: str, hl_iters: int, k: int = 5, max_time: float | None = None, llcs=LLCS, flat=True):
     """Equal control steps (``hl_iters`` high-level epochs against ``k`` times as many flat ones), or
     with ``max_time`` equal wall clock: every run trains for that many seconds."""
     budget = (lambda iters: [f"max_iterations={iters}"]) if max_time is None else \
         (lambda iters: ["max_iterations=1000000", f"max_time={max_time:g}"])
     suffix = "" if max_time is None else f" ({max_time:g} s)"
-    for llc in LLCS:
+    for llc in llcs:
         yield f"{task} HL over {llc}{suffix}", [f"task={task}HRL", f"task.env.llc.checkpoint={llc}",
                                                 f"task.env.llc.steps={k}", *budget(hl_iters)]
-    yield f"{task} flat PPO{suffix}", [f"task={task}", "num_envs=64", "train.params.config.minibatch_size=512",
-                                       *budget(hl_iters * k)]
+    if flat:
+        yield f"{task} flat PPO{suffix}", [f"task={task}", "num_envs=64", "train.params.config.minibatch_size=512",
+                                           *budget(hl_iters * k)]
 
 
 def run_dir(work: Path, name: str, seed: int) -> Path:
@@ -108,6 +110,8 @@ def main(argv=None):
     p.add_argument("--seeds", nargs="*", type=int, default=[0])
     p.add_argument("--max-time", type=float, default=None,
                    help="equal wall clock instead: every run trains this many seconds (hrl-train max_time)")
+    p.add_argument("--llcs", nargs="*", default=list(LLCS), help="library names or paths of the LLCs")
+    p.add_argument("--no-flat", dest="flat", action="store_false", help="only the high levels")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, one thread each when > 1")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args(argv)
@@ -115,7 +119,8 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     log = lambda s: print(s, flush=True)
     runs = [(name, cmd, seed) for seed in args.seeds for task in args.tasks
-            for name, cmd in conditions(task, args.hl_iters, max_time=args.max_time)]
+            for name, cmd in conditions(task, args.hl_iters, max_time=args.max_time, llcs=args.llcs,
+                                                   flat=args.flat)]
     if args.report_only:
         found = [run_dir(work, name, seed) / "result.json" for name, _, seed in runs]
         results = [json.loads(f.read_text()) for f in found if f.is_file()]
