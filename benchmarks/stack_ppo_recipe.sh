@@ -5,7 +5,8 @@
 #   stage 1  epochs    0-550   demo resets 0.5, no release term, success 5, episodes end on success
 #   stage 2  epochs  550-900   + time-out bootstrapping (terminateOnSuccess=False)
 #   stage 3  epochs  900-1600  + release term (2.0)
-#   stage 4  epochs 1600-END   success 20 (the shipped defaults from here on)
+#   stage 4  epochs 1600-END   success 20 (the shipped defaults from here on), learning rate fixed at
+#                              1e-4 (the adaptive schedule's policy slid back after its peak: docs/manipulation.md)
 # Usage: bash benchmarks/stack_ppo_recipe.sh [WORKDIR] [SEED] [END_EPOCH]     (~30-40 min on 2 cores)
 set -euo pipefail
 WORK=${1:-stack_ppo}
@@ -30,5 +31,6 @@ stage() {   # stage N END_EPOCH OVERRIDES...
 stage 1 550 task.env.rewardScales.release=0.0 task.env.rewardScales.success=5.0
 stage 2 900 task.env.rewardScales.release=0.0 task.env.rewardScales.success=5.0 task.env.terminateOnSuccess=False
 stage 3 1600 task.env.rewardScales.success=5.0 task.env.terminateOnSuccess=False
-stage 4 "$END" task.env.terminateOnSuccess=False
+stage 4 "$END" task.env.terminateOnSuccess=False train.params.config.lr_schedule=constant \
+  train.params.config.learning_rate=1e-4
 echo "final checkpoint: $WORK/$(last_checkpoint "${EXP}_4")"
