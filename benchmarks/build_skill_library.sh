@@ -24,6 +24,22 @@ build() {   # build NAME KIND FILE SEED DATASET DESCRIPTION -- COMMAND...
     ${dataset:+--dataset "$dataset"}
 }
 
+# BC, NPMP and LDSE over one walking dataset: walking_llcs NAME_PREFIX DATASET DESCRIPTION_PREFIX
+walking_llcs() {
+  local p=$1 D=$2 what=$3
+  build humanoid/${p}_bc llc llcs/${p}_bc.llc.pt 0 $D \
+    "${what}velocity-conditioned BC: the latent is the velocity achieved over the next second (vx, vy, yaw rate; hindsight-relabelled teacher data, mirrored)" -- \
+    hrl-skills algo=bc dataset=$D output=llcs/${p}_bc.llc.pt seed=0 skills.epochs=20 report.videos=false
+  build humanoid/${p}_npmp llc llcs/${p}_npmp.llc.pt 0 $D \
+    "${what}NPMP: latent from a look-ahead encoder with an AR(1) prior; not the command" -- \
+    hrl-skills algo=npmp dataset=$D output=llcs/${p}_npmp.llc.pt seed=0 skills.seq_stride=16 skills.epochs=10 \
+    report.videos=false
+  build humanoid/${p}_ldse llc llcs/${p}_ldse.llc.pt 0 $D \
+    "${what}LDSE: latent of an 8-step local-dynamics VAE, skill policy cloned on it; not the command" -- \
+    hrl-skills algo=ldse dataset=$D output=llcs/${p}_ldse.llc.pt seed=0 skills.stride=8 skills.epochs=10 \
+    report.videos=false
+}
+
 TEACHER_CMD=(hrl-train task=HumanoidLocomotion num_envs=256 max_iterations=1300 experiment=teacher
              train.params.config.minibatch_size=2048 seed=0 headless=True "task.env.command.yaw_rate=[-1.0,1.0]")
 if has teacher; then
@@ -40,18 +56,7 @@ if has humanoid; then
   TEACHER=$(ls -td runs/teacher_*/nn/teacher.pth 2>/dev/null | head -1 || true)
   hrl-collect task=HumanoidLocomotion num_envs=64 num_episodes=128 noise=0.1 seed=1 \
     policy="${TEACHER:-humanoid/teacher}" mirror=True hindsight_steps=50 output=datasets/walk.hdf5
-  D=datasets/walk.hdf5
-  build humanoid/walk_bc llc llcs/walk_bc.llc.pt 0 $D \
-    "velocity-conditioned BC: the latent is the velocity achieved over the next second (vx, vy, yaw rate; hindsight-relabelled teacher data, mirrored)" -- \
-    hrl-skills algo=bc dataset=$D output=llcs/walk_bc.llc.pt seed=0 skills.epochs=20 report.videos=false
-  build humanoid/walk_npmp llc llcs/walk_npmp.llc.pt 0 $D \
-    "NPMP: latent from a look-ahead encoder with an AR(1) prior; not the command" -- \
-    hrl-skills algo=npmp dataset=$D output=llcs/walk_npmp.llc.pt seed=0 skills.seq_stride=16 skills.epochs=10 \
-    report.videos=false
-  build humanoid/walk_ldse llc llcs/walk_ldse.llc.pt 0 $D \
-    "LDSE: latent of an 8-step local-dynamics VAE, skill policy cloned on it; not the command" -- \
-    hrl-skills algo=ldse dataset=$D output=llcs/walk_ldse.llc.pt seed=0 skills.stride=8 skills.epochs=10 \
-    report.videos=false
+  walking_llcs walk datasets/walk.hdf5 ""
 fi
 
 # the same three methods over omnidirectional walking: vx [-0.5, 1.2] m/s, vy [-0.5, 0.5] m/s, yaw
@@ -71,18 +76,7 @@ if has omni; then
     --description "HumanoidLocomotion PPO teacher resumed with backward, sideways and faster-turning commands"
   hrl-collect task=HumanoidLocomotion num_envs=64 num_episodes=128 noise=0.1 seed=1 "${OMNI[@]}" \
     policy="$OMNI_TEACHER" mirror=True hindsight_steps=50 output=datasets/omni.hdf5
-  D=datasets/omni.hdf5
-  build humanoid/omni_bc llc llcs/omni_bc.llc.pt 0 $D \
-    "velocity-conditioned BC over omnidirectional walking: the latent is the velocity achieved over the next second (vx, vy, yaw rate)" -- \
-    hrl-skills algo=bc dataset=$D output=llcs/omni_bc.llc.pt seed=0 skills.epochs=20 report.videos=false
-  build humanoid/omni_npmp llc llcs/omni_npmp.llc.pt 0 $D \
-    "NPMP over omnidirectional walking: latent from a look-ahead encoder with an AR(1) prior; not the command" -- \
-    hrl-skills algo=npmp dataset=$D output=llcs/omni_npmp.llc.pt seed=0 skills.seq_stride=16 skills.epochs=10 \
-    report.videos=false
-  build humanoid/omni_ldse llc llcs/omni_ldse.llc.pt 0 $D \
-    "LDSE over omnidirectional walking: latent of an 8-step local-dynamics VAE; not the command" -- \
-    hrl-skills algo=ldse dataset=$D output=llcs/omni_ldse.llc.pt seed=0 skills.stride=8 skills.epochs=10 \
-    report.videos=false
+  walking_llcs omni datasets/omni.hdf5 "omnidirectional walking; "
 fi
 
 if has franka; then
