@@ -51,10 +51,11 @@ if has teacher; then
 fi
 
 if has humanoid; then
-  # this run's teacher, else the shipped one; every episode is stored mirrored too (both turning
-  # directions) and its command slice relabelled with the velocity achieved over the next second
+  # this run's teacher, else the shipped one, asked for the yaw rates it was trained on (the task's
+  # default range is half of them); every episode is stored mirrored too (both turning directions)
+  # and its command slice relabelled with the velocity achieved over the next second
   TEACHER=$(ls -td runs/teacher_*/nn/teacher.pth 2>/dev/null | head -1 || true)
-  hrl-collect task=HumanoidLocomotion num_envs=64 num_episodes=128 noise=0.1 seed=1 \
+  hrl-collect task=HumanoidLocomotion num_envs=64 num_episodes=128 noise=0.1 seed=1 "task.env.command.yaw_rate=[-1.0,1.0]" \
     policy="${TEACHER:-humanoid/teacher}" mirror=True hindsight_steps=50 output=datasets/walk.hdf5
   walking_llcs walk datasets/walk.hdf5 ""
 fi
