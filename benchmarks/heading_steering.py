@@ -1,8 +1,11 @@
-"""What a walking skill allows on HumanoidHeading: a hand-written steering rule drives the
-command-conditioned policy (the teacher or walk_bc) with no learning, so the heading error it gets is
-the skill's own floor (turning lag plus gait sway), to set beside a trained high level and flat PPO.
+"""What a walking skill allows on HumanoidHeading: a hand-written steering rule drives a
+command-conditioned LLC (walk_bc) with no learning, so the heading error it gets is the skill's own
+floor (turning lag plus gait sway), to set beside a trained high level and flat PPO.
 
-    python benchmarks/heading_steering.py humanoid/walk_bc humanoid/teacher --gain 2 --max-speed 0.45
+    python benchmarks/heading_steering.py humanoid/walk_bc path/to/other_walk_bc.llc.pt --gain 2 --max-speed 0.45
+
+A PPO teacher (.pth) runs too, but it was trained on commands held for 4 s and falls under one that
+changes every step, so its number is not a floor.
 
 Every control step the command is (min(target speed, max speed), 0, gain * angle to the target
 direction); an LLC gets it through its latent range. Reported per policy: the mean heading error
