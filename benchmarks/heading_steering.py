@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import torch
 
 import isaacgymenvs_hrl
+from isaacgymenvs_hrl.tasks.humanoid_heading import compute_heading_reward
 from isaacgymenvs_hrl.utils.task_config import compose_config
 from command_tracking import actor
 
@@ -39,9 +40,9 @@ def steer(name: str, gain: float, max_speed: float, num_envs: int, steps: int, s
         out, _, done, extras = task.step(act(torch.cat([obs[:, :-5], cmd], -1), cmd))
         obs = out["obs"]
         falls += int((done.bool() & ~extras["time_outs"].bool()).sum())
-        direction = torch.stack([torch.cos(task.target_angle), torch.sin(task.target_angle)], -1)
-        vel = task.engine.qvel[:, 0:2]
-        error = torch.acos(((vel * direction).sum(-1) / vel.norm(dim=-1).clamp_min(1e-3)).clamp(-1, 1))
+        error = compute_heading_reward(task.engine.qpos, task.engine.qvel, task.target_angle, task.target_speed,
+                                       task.face_angle, task.termination_height, *task.heading_scales,
+                                       task.heading_death)[2][:, 0]       # the task's own heading error
         errors.append(error.mean())
         phase = (task.progress_buf % task.heading_steps).float() / task.heading_steps
         settled.append(error[phase >= 1 - 1 / task.heading_resample_time].mean())
