@@ -7,7 +7,7 @@
 #            sideways and faster-turning commands -> omni_bc, omni_npmp, omni_ldse   ~20 min; it did not
 #            learn to walk backward or sideways, and its LLCs do not beat walk_* on HumanoidHeading
 #            (docs/hrl.md), so it adds to the library only when asked for: STAGES=omni
-#   franka   stacking expert rollouts -> BC, HeLMS, LDSE, MRS, NPMP LLCs          ~15 min
+#   franka   stacking expert rollouts -> BC, HeLMS, LDSE, MRS, NPMP LLCs          ~20 min
 # Usage: bash benchmarks/build_skill_library.sh [WORKDIR]      (STAGES="humanoid franka" to skip some;
 #        a stage that needs a teacher takes this run's, else the shipped one)
 set -euo pipefail
@@ -81,7 +81,7 @@ if has omni; then
 fi
 
 if has franka; then
-  hrl-collect task=FrankaStack policy=expert num_envs=64 num_episodes=200 noise=0.05 seed=1 \
+  hrl-collect task=FrankaStack policy=expert num_envs=64 num_episodes=1000 noise=0.05 seed=1 \
     output=datasets/stack.hdf5
   D=datasets/stack.hdf5
   COMMON=(dataset=$D seed=0 report.videos=false report.exploration=false)

@@ -116,7 +116,7 @@ def _write_report(report_dir: Path, result: dict, output: str, videos=None, sect
     if "transitions" in extra:
         fig, axes = plt.subplots(1, 2, figsize=(9, 4))
         for ax, key, title in ((axes[0], "transitions", "empirical (argmax y) transitions"),
-                               (axes[1], "transition_prior", "learned prior p(y_t | y_t-1)")):
+                               (axes[1], "transition_prior", "learned prior p(y_t | y_t-1), over the data")):
             im = ax.imshow(extra[key], vmin=0, vmax=1, cmap="magma")
             ax.set_xlabel("y_t"); ax.set_ylabel("y_t-1"); ax.set_title(title, fontsize=9)
             fig.colorbar(im, ax=ax)

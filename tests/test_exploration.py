@@ -36,3 +36,30 @@ def test_random_high_level_explores_more_than_standing_still(tmp_path):
     # rewards are the task's own functions: holding still at home pays only the reach term
     assert 0.0 < still["dense_reward"] < 0.02 and still["staged_reward"] == 0.0
     assert still["episodes"] == moving["episodes"] == 4 and still["sparse_successes"] == 0
+
+
+def test_prior_high_level_samples_the_shipped_state_prior_on_the_task():
+    """HeLMS' zero-shot high level draws each skill from p(y_t | y_{t-1}, x_t) on the task's own mid
+    observation: row K at an episode's first decision, then the row of the env's previous skill."""
+    from isaacgymenvs_hrl.skills.exploration import PriorHighLevel
+    cfg = {"name": "FrankaStack", "physics_engine": "mujoco",
+           "env": {"numEnvs": 6, "episodeLength": 100, "terminateOnSuccess": False},
+           "sim": {"dt": 0.05, "substeps": 10, "mujoco": {"num_threads": 2, "sleep": True}}}
+    task = FrankaStack(cfg, "cpu", "cpu", -1, True, auto_reset=False)
+    task.reset()
+    llc = load_llc("franka/stack_helms")
+    assert llc.skill_prior is not None
+    hl = PriorHighLevel(llc, "discrete", 6, 5, torch.Generator().manual_seed(3), task)
+    mid = task.obs_slice(task.obs_processed, llc.mid_obs_names)
+    y0 = hl()
+    ref = torch.multinomial(llc.skill_log_prior(mid, None).exp(), 1, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(y0, ref.squeeze(-1))
+    hl.episodes_ended(torch.tensor([1, 0, 0, 0, 0, 1]))
+    hl.gen = torch.Generator().manual_seed(4)
+    prev = torch.where(torch.tensor([True, False, False, False, False, True]), -1, y0)
+    y1 = hl()
+    ref = torch.multinomial(llc.skill_log_prior(mid, prev).exp(), 1, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(y1, ref.squeeze(-1))
+    # the state matters: the prior differs between envs whose cubes lie elsewhere
+    first = llc.skill_log_prior(mid, None).exp()
+    assert (first - first[0]).abs().max() > 1e-3

@@ -23,13 +23,26 @@ TASK_OF_FAMILY = {"humanoid": "HumanoidLocation", "franka": "FrankaStack"}
 def test_the_library_ships_humanoid_and_franka_skills():
     assert {"humanoid/walk_bc", "humanoid/walk_npmp", "humanoid/walk_ldse", "humanoid/teacher"} <= set(ENTRIES)
     assert {f"franka/stack_{a}" for a in ("bc", "helms", "ldse", "mrs", "npmp")} <= set(ENTRIES)
-    total = sum(e["size"] for e in ENTRIES.values())
+    total = sum(e["size"] + e.get("encoder", {}).get("size", 0) for e in ENTRIES.values())
     assert total < 20 * 2 ** 20, total
     for name, e in ENTRIES.items():
         for key in ("sha256", "size", "command", "seed", "commit", "description"):
             assert e.get(key) not in (None, ""), (name, key)
         if e["kind"] == "llc":
             assert e["dataset"]["sha256"] and e["metrics"], name
+        if e.get("algorithm") == "ldse":      # skill matching by name needs the segment encoder
+            assert e["encoder"]["sha256"] and e["encoder"]["file"].endswith(".encoder.pt"), name
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in ENTRIES.items() if "encoder" in e))
+def test_a_shipped_ldse_encoder_matches_skills_by_name(name):
+    """``task.env.llc.match_init`` finds the encoder next to the library file; it labels windows."""
+    from isaacgymenvs_hrl.skills.ldse import SkillMatcher, encoder_path
+    llc = load_llc(name)
+    matcher = SkillMatcher.load(encoder_path(llc.path))
+    obs_dim = sum(int(n) for _, n in llc.spec["obs"]["policy"])
+    z = matcher(torch.zeros(1, 8, obs_dim), torch.zeros(1, 8, int(llc.spec["action"]["dim"])))
+    assert z.shape == (1, llc.latent_dim) and torch.isfinite(z).all()
 
 
 @pytest.mark.parametrize("name", sorted(ENTRIES))
@@ -77,6 +90,11 @@ def test_damaged_missing_and_unknown_files_are_named(tmp_path):
         library.verify(name, manifest)
     with pytest.raises(library.LibraryError, match="not in the skill library; it has"):
         library.verify("humanoid/nope", manifest)
+    with_encoder = next(n for n, e in ENTRIES.items() if "encoder" in e)
+    enc = manifest.parent / ENTRIES[with_encoder]["encoder"]["file"]
+    enc.write_bytes(enc.read_bytes()[:-10])
+    with pytest.raises(library.LibraryError, match=f"{enc}.*of '{with_encoder}' is damaged"):
+        library.verify(with_encoder, manifest)
     manifest.write_text("{not json")
     with pytest.raises(library.LibraryError, match="manifest .* cannot be read"):
         library.load_manifest(manifest)

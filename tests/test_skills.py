@@ -175,6 +175,19 @@ def test_elbo_terms_equal_the_path_enumerated_elbo():
         gain = sum(log_lik[:, s, path[s]] - kl_z[:, s, path[s]] for s in range(t))
         brute += log_q.exp() * (gain - (log_q - log_prior))
     assert torch.allclose(ours, brute, atol=1e-5)
+    # a state-conditioned prior: its own transition rows at every step and its own p(y_0)
+    step_p = torch.log_softmax(torch.randn(b, t - 1, k, k, generator=g), -1)
+    init_p = torch.log_softmax(torch.randn(b, k, generator=g), -1)
+    terms = elbo_terms(init, trans, step_p, log_lik, kl_z, init_p)
+    brute = torch.zeros(b)
+    for path in itertools.product(range(k), repeat=t):
+        log_q, log_prior = init[:, path[0]].clone(), init_p[:, path[0]].clone()
+        for s in range(1, t):
+            log_q = log_q + trans[:, s - 1, path[s - 1], path[s]]
+            log_prior = log_prior + step_p[:, s - 1, path[s - 1], path[s]]
+        gain = sum(log_lik[:, s, path[s]] - kl_z[:, s, path[s]] for s in range(t))
+        brute += log_q.exp() * (gain - (log_q - log_prior))
+    assert torch.allclose((terms["recon"] - terms["kl_z"] - terms["kl_y"]).sum(-1), brute, atol=1e-5)
     # a posterior equal to the prior has no categorical KL
     same = elbo_terms(torch.full((1, k), -math.log(k)), log_p.expand(1, t - 1, k, k), log_p,
                       log_lik[:1], kl_z[:1])
@@ -223,6 +236,13 @@ def test_algorithm_writes_an_llc_that_loads_and_runs(algo, tiny, tmp_path):
         assert np.array(spec["latent"]["mixture"]["prior_std"]).shape == (k, 3)
         assert np.allclose(np.array(spec["latent"]["transition_prior"]).sum(1), 1.0, atol=1e-5)
         assert result["report"]["usage"].sum() == pytest.approx(1.0)
+        # the state-conditioned skill prior ships: row K starts an episode, row i follows skill i
+        rows = llc.skill_prior(llc._norm(mid, llc.mid_obs_mean, llc.mid_obs_std)).exp()      # (5, K+1, K)
+        assert rows.shape == (5, k + 1, k) and torch.allclose(rows.sum(-1), torch.ones(5, k + 1), atol=1e-5)
+        prev = torch.tensor([0, 1, 2, -1, 1])
+        first = llc.skill_log_prior(mid, None).exp()
+        assert torch.allclose(first, rows[:, k]) and torch.allclose(llc.skill_log_prior(mid, prev).exp()[3], rows[3, k])
+        assert torch.allclose(llc.skill_log_prior(mid, prev).exp()[:3], rows[torch.arange(3), prev[:3]])
     if algo == "mrs":
         assert spec["latent"]["multires"]["horizons"] == [4, 8]
         # the unconditional head ignores z

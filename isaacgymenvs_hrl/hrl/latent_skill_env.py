@@ -1,8 +1,10 @@
 """``LatentSkillEnv``: a VecTask whose action is a high-level skill choice, executed by a frozen LLC.
 
-Each ``step(hl_action)`` decodes the high-level action into a latent once, then runs the LLC for k
-control steps of the wrapped task on the task's LLC observation slices. rl-games sees an ordinary
-env: it trains only the high-level policy.
+Each ``step(hl_action)`` decodes the high-level action into a latent, then runs the LLC for k
+control steps of the wrapped task on the task's LLC observation slices. A discrete skill y is held
+for the k steps while its latent z_t = mid(y, x_t) is decoded again at every step (HeLMS' mid level
+follows the state); every other mode holds its latent. rl-games sees an ordinary env: it trains
+only the high-level policy.
 
 Per macro step and env: the reward is aggregated over the executed control steps (``sum``,
 ``mean`` as ASE, or ``smdp``: sum of gamma_ll^i r_i, to be paired with a high-level discount of
@@ -114,6 +116,8 @@ class LatentSkillEnv:
         executed = torch.zeros(n, device=self.device)
         saturation = torch.zeros(n, device=self.device)
         for i in range(self.steps):
+            if self.mode == "discrete" and i > 0:     # the skill is held; its latent follows the state
+                z = llc.decode("discrete", hl, task.obs_slice(task.obs_processed, llc.mid_obs_names))[0]
             actions = llc(task.obs_slice(task.obs_processed, llc.obs_names), z, head)
             saturation += alive * (actions.abs() >= 0.99 * llc.action_scale).float().mean(-1)
             _, r, d, extras = task.step(actions)

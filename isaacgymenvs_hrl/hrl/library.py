@@ -57,14 +57,17 @@ def verify(name: str, manifest: Path = MANIFEST) -> Path:
                            "(hrl-library lists them), or give a file path")
     entry = entries[name]
     path = manifest.parent / entry["file"]
-    if not path.is_file():
-        raise LibraryError(f"skill library file {path} of '{name}' is missing; reinstall the package or rebuild "
-                           "it with benchmarks/build_skill_library.sh")
-    size = path.stat().st_size
-    if size != entry["size"] or sha256(path) != entry["sha256"]:
-        raise LibraryError(f"skill library file {path} of '{name}' is damaged (sha256 or size differs from "
-                           f"the manifest: {size} bytes, expected {entry['size']}); reinstall the package or "
-                           "rebuild it with benchmarks/build_skill_library.sh")
+    # an LDSE LLC ships its segment encoder beside it (skill matching reads <name>.encoder.pt)
+    for record in (entry, *([entry["encoder"]] if "encoder" in entry else [])):
+        file = manifest.parent / record["file"]
+        if not file.is_file():
+            raise LibraryError(f"skill library file {file} of '{name}' is missing; reinstall the package or rebuild "
+                               "it with benchmarks/build_skill_library.sh")
+        size = file.stat().st_size
+        if size != record["size"] or sha256(file) != record["sha256"]:
+            raise LibraryError(f"skill library file {file} of '{name}' is damaged (sha256 or size differs from "
+                               f"the manifest: {size} bytes, expected {record['size']}); reinstall the package or "
+                               "rebuild it with benchmarks/build_skill_library.sh")
     return path
 
 
@@ -123,6 +126,14 @@ def add(name: str, file: str | os.PathLike, kind: str, command: str, seed: int, 
         entry["dataset"] = {"file": Path(dataset).name, "sha256": sha256(dataset)}
     if kind == "llc":
         entry.update(describe_llc(dst))
+        from ..skills.ldse import encoder_path
+        if encoder_path(src).is_file():
+            enc = encoder_path(dst)
+            tmp = tmp_path(enc)
+            shutil.copyfile(encoder_path(src), tmp)
+            commit(tmp, enc)
+            entry["encoder"] = {"file": str(enc.relative_to(manifest.parent)), "sha256": sha256(enc),
+                                "size": enc.stat().st_size}
     if metrics:
         entry["metrics"] = {**entry.get("metrics", {}), **metrics}
     entries = load_manifest(manifest)

@@ -33,10 +33,11 @@ class LowLevelController(nn.Module):
 
     def __init__(self, spec: dict, policy: nn.Module, mid: nn.Module | None = None,
                  obs_mean: torch.Tensor | None = None, obs_std: torch.Tensor | None = None,
-                 mid_obs_mean: torch.Tensor | None = None, mid_obs_std: torch.Tensor | None = None):
+                 mid_obs_mean: torch.Tensor | None = None, mid_obs_std: torch.Tensor | None = None,
+                 skill_prior: nn.Module | None = None):
         super().__init__()
         self.spec = spec
-        self.policy, self.mid = policy, mid
+        self.policy, self.mid, self.skill_prior = policy, mid, skill_prior
         lat = spec["latent"]
         self.latent_dim = int(lat["dim"])
         self.normalization = lat.get("normalization", "none")
@@ -87,6 +88,14 @@ class LowLevelController(nn.Module):
         r = len(self.horizons) + 1
         head = hl_action[:, :r].argmax(-1)
         return normalize_latent(hl_action[:, r:] * self.latent_scale, self.normalization), head, head
+
+    def skill_log_prior(self, mid_obs: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+        """log p(y_t | y_{t-1}, x_t) (N, K) from the learned skill prior; ``previous`` None (or -1
+        per env) is an episode's first decision. Needs an LLC with a skill prior (HeLMS)."""
+        rows = self.skill_prior(self._norm(mid_obs, self.mid_obs_mean, self.mid_obs_std))   # (N, K+1, K)
+        prev = torch.full((len(rows),), self.num_skills, dtype=torch.long, device=rows.device) \
+            if previous is None else torch.where(previous < 0, self.num_skills, previous.long())
+        return rows[torch.arange(len(rows), device=rows.device), prev]
 
     def forward(self, obs: torch.Tensor, z: torch.Tensor, head: torch.Tensor | None = None) -> torch.Tensor:
         a = self.policy(self._norm(obs, self.obs_mean, self.obs_std), z, head) if head is not None \

@@ -12,9 +12,10 @@
                    "multires": {"horizons": [4, 8, 16, 32], "unconditional": true}},
         "default_steps": 5, "control_dt": 0.02,           # k, and the control period it was trained at
         "architecture": {"policy": {"type": "skill_policy", ...kwargs} | {"type": "torchscript"},
-                         "mid": {"type": "component_encoder", ...}},
+                         "mid": {"type": "component_encoder", ...},
+                         "skill_prior": {"type": "skill_prior", ...}},    # HeLMS, optional: p(y_t | y_{t-1}, x_t) on obs.mid
         "provenance": {"algorithm", "dataset", "seed", "commit", "metrics", ...}},
-     "weights": {"policy": state_dict | TorchScript bytes, "mid": state_dict,
+     "weights": {"policy": state_dict | TorchScript bytes, "mid": state_dict, "skill_prior": state_dict,
                  "obs_mean", "obs_std", "mid_obs_mean", "mid_obs_std": tensors or None}}
 
 Loading validates the structure, rebuilds the modules and returns a frozen LowLevelController;
@@ -95,7 +96,8 @@ def _module_to_bytes(module: nn.Module) -> bytes:
 
 
 def save_llc(path: str | os.PathLike, spec: dict, policy: nn.Module, mid: nn.Module | None = None,
-             obs_mean=None, obs_std=None, mid_obs_mean=None, mid_obs_std=None) -> Path:
+             obs_mean=None, obs_std=None, mid_obs_mean=None, mid_obs_std=None,
+             skill_prior: nn.Module | None = None) -> Path:
     """Write an LLC checkpoint atomically (temporary file, then rename)."""
     spec = dict(spec)
     check_spec(spec)
@@ -105,11 +107,13 @@ def save_llc(path: str | os.PathLike, spec: dict, policy: nn.Module, mid: nn.Mod
         policy_weights = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
     weights = {"policy": policy_weights,
                "mid": None if mid is None else {k: v.detach().cpu() for k, v in mid.state_dict().items()}}
+    if skill_prior is not None:
+        weights["skill_prior"] = {k: v.detach().cpu() for k, v in skill_prior.state_dict().items()}
     for name, t in (("obs_mean", obs_mean), ("obs_std", obs_std),
                     ("mid_obs_mean", mid_obs_mean), ("mid_obs_std", mid_obs_std)):
         weights[name] = None if t is None else torch.as_tensor(t, dtype=torch.float32).cpu()
-    for part in ("policy", "mid"):
-        if isinstance(weights[part], dict):
+    for part in ("policy", "mid", "skill_prior"):
+        if isinstance(weights.get(part), dict):
             _check_finite(weights[part], f"weights.{part}")
     _check_normalizers(weights)
     path = Path(path)
@@ -213,11 +217,17 @@ def load_llc(path: str | os.PathLike, device: str = "cpu") -> LowLevelController
         except TypeError as exc:
             raise LLCError(f"architecture.policy: bad arguments for {arch['policy']['type']} ({exc})") from None
         _load_weights(policy, weights.get("policy"), "policy")
-    mid = None
+    mid = skill_prior = None
     if "mid" in arch:
         mid = build(arch["mid"])
         _load_weights(mid, weights.get("mid"), "mid")
-    for name, module in (("policy", policy), ("mid", mid)):
+    if "skill_prior" in arch:
+        if "mid" not in arch:
+            raise LLCError("architecture.skill_prior needs architecture.mid: the skill prior reads the "
+                           "mid level's observation (obs.mid)")
+        skill_prior = build(arch["skill_prior"])
+        _load_weights(skill_prior, weights.get("skill_prior"), "skill_prior")
+    for name, module in (("policy", policy), ("mid", mid), ("skill_prior", skill_prior)):
         if module is not None and not all(torch.isfinite(p).all() for p in module.state_dict().values()
                                           if torch.is_floating_point(p)):
             raise LLCError(f"weights.{name} contain NaN or infinite values; the training that wrote "
@@ -234,7 +244,7 @@ def load_llc(path: str | os.PathLike, device: str = "cpu") -> LowLevelController
                                f"({'obs slices' if key == 'obs_dim' else key.replace('_dim', '.dim')}); "
                                "the checkpoint was edited or written by another version")
     llc = LowLevelController(spec, policy, mid, weights.get("obs_mean"), weights.get("obs_std"),
-                             weights.get("mid_obs_mean"), weights.get("mid_obs_std"))
+                             weights.get("mid_obs_mean"), weights.get("mid_obs_std"), skill_prior)
     llc = llc.to(device).eval()
     for p in llc.parameters():
         p.requires_grad_(False)

@@ -57,7 +57,21 @@ class ComponentEncoder(nn.Module):
         return out[:, :, 0], out[:, :, 1].clamp(-5.0, 2.0)
 
 
-ARCHITECTURES = {"skill_policy": SkillPolicy, "component_encoder": ComponentEncoder}
+class SkillPrior(nn.Module):
+    """HeLMS' high level p(y_t | y_{t-1}, x_t) -> log-probabilities (N, K + 1, K): row i follows
+    skill i, row K starts an episode. It reads the state, so it knows which skill comes next
+    (grasp once the hand is at a cube), not only how often skills follow each other."""
+
+    def __init__(self, obs_dim: int, num_skills: int, hidden=(256, 256), activation: str = "elu"):
+        super().__init__()
+        self.k = num_skills
+        self.net = mlp([obs_dim, *hidden, (num_skills + 1) * num_skills], activation)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self.net(obs).view(-1, self.k + 1, self.k), -1)
+
+
+ARCHITECTURES = {"skill_policy": SkillPolicy, "component_encoder": ComponentEncoder, "skill_prior": SkillPrior}
 
 
 def build(spec: dict) -> nn.Module:

@@ -7,7 +7,8 @@ or a random high level over an LLC) from the task's initial states for one episo
     opening) and the object positions, averaged over dimensions and envs.
 A good skill space explores more and reaches more reward than random actions. For discrete skills,
 ``per_skill`` holds each skill fixed for a whole episode: distinct skills end in different places
-(``distinctness``: spread of the per-skill mean end states over the mean within-skill spread).
+(``distinctness``: spread of the per-skill mean end states over the mean within-skill spread, over
+joints, fingers and objects; per feature too, including the hand's place relative to the objects).
 
 Works for the Franka tasks (arm joints, finger opening; objects: FrankaStack's three objects or the
 peg). Random high-level actions are uniform over the high-level action space, held for k steps.
@@ -33,22 +34,36 @@ def random_hl_action(llc: LowLevelController, mode: str, n: int, gen: torch.Gene
 
 class PriorHighLevel:
     """A high level that samples the LLC's own priors (HeLMS' zero-shot protocol): the discrete
-    skill from the learned transition prior over the k steps of one decision (P^k, the first one
-    uniform), latents from N(0, I) or, in mixture mode, from the chosen skill's prior component."""
+    skill from the learned skill prior p(y_t | y_{t-1}, x_t) at each decision when the LLC ships
+    one (it reads the task's state through ``task``), else from the state-free transition prior
+    over the k steps of one decision (P^k, the first one uniform); latents from N(0, I) or, in
+    mixture mode, from the chosen skill's prior component."""
 
-    def __init__(self, llc: LowLevelController, mode: str, n: int, k: int, gen: torch.Generator):
-        self.llc, self.mode, self.n, self.gen = llc, mode, n, gen
+    def __init__(self, llc: LowLevelController, mode: str, n: int, k: int, gen: torch.Generator, task=None):
+        self.llc, self.mode, self.n, self.gen, self.task = llc, mode, n, gen, task
         lat = llc.spec["latent"]
         trans = lat.get("transition_prior")
         self.trans_k = None if trans is None else torch.linalg.matrix_power(torch.as_tensor(trans, dtype=torch.float64), k).float()
+        self.state_prior = llc.skill_prior is not None and task is not None
         self.skill = None
 
+    def episodes_ended(self, done: torch.Tensor) -> None:
+        """The next decision of these envs is an episode's first."""
+        if self.skill is not None:
+            self.skill = torch.where(done.to(self.skill.device).bool(), -1, self.skill)
+
     def _next_skill(self) -> torch.Tensor:
-        k = self.llc.num_skills
-        if self.skill is None or self.trans_k is None:
+        k, llc = self.llc.num_skills, self.llc
+        if self.state_prior:
+            mid_obs = self.task.obs_slice(self.task.obs_processed, llc.mid_obs_names).to(llc.prior_mean.device)
+            probs = llc.skill_log_prior(mid_obs, self.skill).exp().cpu()
+            self.skill = torch.multinomial(probs, 1, generator=self.gen).squeeze(-1)
+        elif self.skill is None or self.trans_k is None:
             self.skill = torch.randint(k, (self.n,), generator=self.gen)
         else:
-            self.skill = torch.multinomial(self.trans_k[self.skill], 1, generator=self.gen).squeeze(-1)
+            first = self.skill < 0
+            self.skill = torch.multinomial(self.trans_k[self.skill.clamp_min(0)], 1, generator=self.gen).squeeze(-1)
+            self.skill = torch.where(first, torch.randint(k, (self.n,), generator=self.gen), self.skill)
         return self.skill
 
     def __call__(self) -> torch.Tensor:
@@ -130,12 +145,15 @@ def explore_llc(task, llc: LowLevelController, mode: str, steps: int, k: int | N
         raise UserError(f"exploration sampling must be 'uniform' or 'prior', got {sampling!r}")
     env = LatentSkillEnv(task, llc, mode=mode, steps=k, reward="sum")
     gen = torch.Generator().manual_seed(seed)
-    prior = PriorHighLevel(llc, mode, task.num_envs, env.steps, gen) if sampling == "prior" and skill is None else None
+    prior = PriorHighLevel(llc, mode, task.num_envs, env.steps, gen, task) \
+        if sampling == "prior" and skill is None else None
     record = _Recorder(task)
     env.reset()
     for _ in range(-(-int(steps) // env.steps)):
         hl = prior() if prior is not None else random_hl_action(llc, mode, task.num_envs, gen, skill)
-        env.step(hl, on_control_step=record)
+        done = env.step(hl, on_control_step=record)[2]
+        if prior is not None:
+            prior.episodes_ended(done)
     return record.stats(steps)
 
 
@@ -151,9 +169,10 @@ def explore_skills(task, llc: LowLevelController, steps: int, seed: int = 0) -> 
 
     def ratio(end: torch.Tensor) -> torch.Tensor:              # (K, N, D) -> (D,)
         return end.mean(1).std(0) / end.std(1).mean(0).clamp_min(1e-6)
-    names = sorted(ends[0])
-    by_feature = {k: float(ratio(torch.stack([e[k] for e in ends])).mean()) for k in names}
-    every = ratio(torch.stack([torch.cat([e[k] for k in names], -1) for e in ends]))
+    by_feature = {k: float(ratio(torch.stack([e[k] for e in ends])).mean()) for k in sorted(ends[0])}
+    # the overall score is over the state itself (joints, fingers, objects); ``hand`` describes it
+    state = [k for k in sorted(ends[0]) if k != "hand"]
+    every = ratio(torch.stack([torch.cat([e[k] for k in state], -1) for e in ends]))
     return {"per_skill": per_skill, "distinctness": float(every.mean()), "distinctness_by_feature": by_feature}
 
 

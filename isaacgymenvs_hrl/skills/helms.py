@@ -9,7 +9,10 @@ Three levels, each seeing less than the one above (information asymmetry):
                                            proprio + object poses
     low level   p(a_t | z_t, s_t)          SkillPolicy on proprio only; Gaussian with fixed std
 
-Priors: p(y_0) uniform, p(y_t | y_{t-1}) = softmax(W onehot(y_{t-1}) + b) learned, p(z_t) = N(0, I).
+Priors: p(y_t | y_{t-1}, x_t) and p(y_0 | x_0) from ``SkillPrior`` on the mid observation without
+look-ahead (``prior_reads_state``, HeLMS' high level; it ships in the LLC, and a high level sampled
+from it explores zero-shot), else p(y_0) uniform and p(y_t | y_{t-1}) = softmax(W onehot(y_{t-1}) + b);
+p(z_t) = N(0, I).
 The ELBO of a sequence marginalizes y exactly with the forward-filtered q(y_t | x_{1:t}):
 
     alpha_0 = q(y_0 | x_0),    alpha_t(j) = sum_i alpha_{t-1}(i) q(y_t = j | y_{t-1} = i, x_t)
@@ -41,7 +44,7 @@ from tqdm import tqdm
 from ..datasets.hdf5 import DatasetError, episode_ids
 from ..errors import UserError
 from ..hrl.llc_checkpoint import save_llc
-from ..hrl.networks import ComponentEncoder, SkillPolicy, mlp
+from ..hrl.networks import ComponentEncoder, SkillPolicy, SkillPrior, mlp
 from .common import (distributed, gaussian_log_prob, kl_standard_normal, llc_spec, mean_std, minibatches,
                      parameter_digest, require_slices, rsample, seeded, split, standardize, take_slices)
 from .segments import lookahead_indices, require_windows, window_indices, window_starts
@@ -68,11 +71,18 @@ class HeLMSConfig:
     """step between the starts of consecutive sequences of an episode"""
     beta_z: float = 0.1
     """weight of KL(q(z | y, x) || N(0, I))"""
-    beta_y: float = 0.1
+    beta_y: float = 0.3
     """weight of the categorical KL to the transition prior"""
+    prior_reads_state: bool = True
+    """the learned skill prior is p(y_t | y_{t-1}, x_t) on the mid observation (no look-ahead);
+    False: a state-free transition matrix p(y_t | y_{t-1}) with a uniform p(y_0)"""
     prior_stay: float = 0.0
     """0: learn the transition prior; in (0, 1): fix p(y_t = y_{t-1}) to it (switches uniform over
-    the other skills), so that a switch costs KL and skills last about 1 / (1 - prior_stay) steps"""
+    the other skills, state-free, overrides prior_reads_state), so that a switch costs KL and skills
+    last about 1 / (1 - prior_stay) steps"""
+    usage_entropy: float = 0.5
+    """weight of the entropy of the batch's mean skill marginal, added to the ELBO: a learned state
+    prior removes the uniform p(y_0) that kept every skill in use, and skills can then go unused"""
     action_std: float = 0.2
     """std of the low level's Gaussian p(a | z, s) (actions are in [-1, 1])"""
     latent_scale: float = 1.0
@@ -112,18 +122,20 @@ def forward_filter(init_log_q: torch.Tensor, trans_log_q: torch.Tensor) -> torch
     return torch.stack(alpha, 1)
 
 
-def elbo_terms(init_log_q, trans_log_q, trans_log_p, log_lik, kl_z) -> dict:
+def elbo_terms(init_log_q, trans_log_q, trans_log_p, log_lik, kl_z, init_log_p=None) -> dict:
     """Per-step ELBO terms of a sequence, each (B, T):
 
     recon  sum_j alpha_t(j) log_lik[t, j]           (log_lik: (B, T, K) expected log-likelihoods)
     kl_z   sum_j alpha_t(j) kl_z[t, j]              (kl_z: (B, T, K) Gaussian KLs per component)
-    kl_y   KL(alpha_0 || uniform) at t = 0, sum_i alpha_{t-1}(i) KL(q(.|i) || p(.|i)) after;
-           trans_log_p (K, K) or (B, T-1, K, K): [i, j] = log p(y_t = j | y_{t-1} = i)
+    kl_y   KL(alpha_0 || p(y_0)) at t = 0, sum_i alpha_{t-1}(i) KL(q(.|i) || p(.|i)) after;
+           trans_log_p (K, K) or (B, T-1, K, K): [i, j] = log p(y_t = j | y_{t-1} = i);
+           init_log_p (B, K) = log p(y_0), uniform when None
     and ``marginals`` alpha (B, T, K).
     """
     k = init_log_q.shape[-1]
     alpha = forward_filter(init_log_q, trans_log_q)
-    kl_y0 = (init_log_q.exp() * (init_log_q + math.log(k))).sum(-1)                        # (B,)
+    log_p0 = -math.log(k) if init_log_p is None else init_log_p
+    kl_y0 = (init_log_q.exp() * (init_log_q - log_p0)).sum(-1)                            # (B,)
     kl_rows = (trans_log_q.exp() * (trans_log_q - trans_log_p)).sum(-1)                   # (B, T-1, K)
     kl_y = torch.cat([kl_y0[:, None], (alpha[:, :-1] * kl_rows).sum(-1)], 1)
     return {"recon": (alpha * log_lik).sum(-1), "kl_z": (alpha * kl_z).sum(-1), "kl_y": kl_y,
@@ -143,6 +155,8 @@ class HeLMSModel(nn.Module):
         self.mid = ComponentEncoder(mid_dim, k, cfg.latent_dim, tuple(cfg.mid_hidden), cfg.activation)
         self.policy = SkillPolicy(policy_dim, cfg.latent_dim, action_dim, tuple(cfg.hidden), cfg.activation)
         self.transition_prior = nn.Linear(k, k)                 # logits of p(y_t | y_{t-1} = one-hot)
+        self.skill_prior = SkillPrior(mid_dim, k, tuple(cfg.mid_hidden), cfg.activation) \
+            if cfg.prior_reads_state and cfg.prior_stay == 0 else None
         if not 0.0 <= cfg.prior_stay < 1.0:
             raise UserError(f"skills.prior_stay must be in [0, 1) (0: learned prior), got {cfg.prior_stay}")
         stay = torch.full((k, k), (1.0 - cfg.prior_stay) / max(k - 1, 1)).fill_diagonal_(cfg.prior_stay)
@@ -169,11 +183,18 @@ def helms_losses(model: HeLMSModel, cfg: HeLMSConfig, pol_obs, mid_obs, hi_obs, 
     a_mean = model.policy(obs_k, z.reshape(b * t * k, -1)).clamp(-1.0, 1.0).view(b, t, k, -1)
     log_lik = gaussian_log_prob(act[:, :, None], a_mean, torch.tensor(math.log(cfg.action_std)))
     kl_z = kl_standard_normal(means, log_stds).view(b, t, k)
-    terms = elbo_terms(init_log_q, trans_log_q, model.transition_log_prior(), log_lik, kl_z)
+    if model.skill_prior is not None:
+        log_p = model.skill_prior(mid_obs.reshape(b * t, -1)).view(b, t, k + 1, k)
+        terms = elbo_terms(init_log_q, trans_log_q, log_p[:, 1:, :k], log_lik, kl_z, log_p[:, 0, k])
+    else:
+        terms = elbo_terms(init_log_q, trans_log_q, model.transition_log_prior(), log_lik, kl_z)
     recon, klz, kly = terms["recon"].mean(), terms["kl_z"].mean(), terms["kl_y"].mean()
     alpha = terms["marginals"]
     mse = (alpha[..., None] * (a_mean - act[:, :, None]) ** 2).sum(2).mean()
-    return {"loss": -recon + cfg.beta_z * klz + cfg.beta_y * kly, "nll": -recon, "kl_z": klz,
+    usage = alpha.mean((0, 1))
+    usage_entropy = -(usage * usage.clamp_min(1e-8).log()).sum()
+    return {"loss": -recon + cfg.beta_z * klz + cfg.beta_y * kly - cfg.usage_entropy * usage_entropy,
+            "nll": -recon, "kl_z": klz,
             "kl_y": kly, "action_mse": mse, "marginals": alpha, "means": means.view(b, t, k, -1),
             "log_stds": log_stds.view(b, t, k, -1)}
 
@@ -263,6 +284,7 @@ def train_helms(data: dict, meta: dict, cfg: HeLMSConfig, output: str, log=print
     k, d = cfg.num_skills, cfg.latent_dim
     w_sum, m_sum, s2_sum = torch.zeros(k), torch.zeros(k, d), torch.zeros(k, d)
     counts = torch.zeros(k, k)
+    prior_sum, prior_w = torch.zeros(k, k), torch.zeros(k, 1)   # the state prior's rows, weighted by q(y_{t-1})
     latents, labels = [], []
     with torch.no_grad():
         for b in torch.arange(len(idx)).split(256):
@@ -273,13 +295,20 @@ def train_helms(data: dict, meta: dict, cfg: HeLMSConfig, output: str, log=print
             s2_sum += (alpha[..., None] * (stds ** 2 + means ** 2)).sum((0, 1))
             y = alpha.argmax(-1)                                                          # (B, T)
             counts += torch.bincount((y[:, :-1] * k + y[:, 1:]).flatten(), minlength=k * k).view(k, k).float()
+            if model.skill_prior is not None:
+                mid_b = batch(b.to(dev))[1]
+                rows = model.skill_prior(mid_b.flatten(0, 1)).view(*mid_b.shape[:2], k + 1, k)[:, 1:, :k].exp().cpu()
+                prior_sum += (alpha[:, :-1, :, None] * rows).sum((0, 1))
+                prior_w += alpha[:, :-1].sum((0, 1))[:, None]
             latents.append(means.gather(2, y[..., None, None].expand(-1, -1, 1, d)).squeeze(2).flatten(0, 1))
             labels.append(y.flatten())
     w = w_sum.clamp_min(1e-6)[:, None]
     prior_mean = m_sum / w
     prior_std = (s2_sum / w - prior_mean ** 2).clamp_min(1e-6).sqrt()
     usage = (w_sum / w_sum.sum()).tolist()
-    trans_p = model.transition_log_prior().exp().detach().cpu()
+    # the state prior's transitions averaged over the data, for reports; PriorHighLevel samples the prior itself
+    trans_p = prior_sum / prior_w.clamp_min(1e-6) if model.skill_prior is not None \
+        else model.transition_log_prior().exp().detach().cpu()
     labels = torch.cat(labels).numpy()
 
     # ---- checkpoint -------------------------------------------------------------------------------
@@ -299,11 +328,15 @@ def train_helms(data: dict, meta: dict, cfg: HeLMSConfig, output: str, log=print
                                  "activation": cfg.activation},
                       "mid": {"type": "component_encoder", "obs_dim": int(mid_raw.shape[1]),
                               "num_components": k, "latent_dim": d, "hidden": list(cfg.mid_hidden),
-                              "activation": cfg.activation}},
+                              "activation": cfg.activation}}
+        | ({"skill_prior": {"type": "skill_prior", "obs_dim": int(mid_raw.shape[1]), "num_skills": k,
+                            "hidden": list(cfg.mid_hidden), "activation": cfg.activation}}
+           if model.skill_prior is not None else {}),
         algorithm="helms", metrics=metrics, config=asdict(cfg))
     if dist.is_main:
         save_llc(output, spec, model.policy.cpu(), model.mid.cpu(), obs_mean=pol_mean, obs_std=pol_std,
-                 mid_obs_mean=mid_mean, mid_obs_std=mid_std)
+                 mid_obs_mean=mid_mean, mid_obs_std=mid_std,
+                 skill_prior=None if model.skill_prior is None else model.skill_prior.cpu())
     report = {"latents": torch.cat(latents).numpy(), "labels": labels, "label_name": "skill (argmax q(y|x))",
               "usage": np.asarray(usage), "transitions": (counts / counts.sum(1, keepdim=True).clamp_min(1)).numpy(),
               "transition_prior": trans_p.numpy()}

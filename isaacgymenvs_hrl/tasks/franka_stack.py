@@ -253,7 +253,12 @@ class FrankaStack(FrankaBase):
         return self.grasped_colour() >= 0
 
     def exploration_features(self) -> dict:
-        return super().exploration_features() | {"objects": self.object_qpos()[:, :, 0:3].flatten(1),
+        """``hand``: where the hand is relative to the task (TCP height, TCP to each object), the
+        end-state descriptors a skill is named by (reach red, lift...)."""
+        obj = self.object_qpos()[:, :, 0:3]
+        tcp = self.ee_pose()[0]
+        hand = torch.cat([tcp[:, 2:3], (obj - tcp[:, None]).norm(dim=-1)], -1)
+        return super().exploration_features() | {"objects": obj.flatten(1), "hand": hand,
                                                  "grasped": self.grasp().float()[:, None]}
 
     def post_physics_step(self):
