@@ -47,6 +47,10 @@ def build_task(task: str, num_envs: int, steps: int, overrides: list[str], seed:
 
 
 def skill_usage(llc_path: str) -> list | None:
+    from isaacgymenvs_hrl.hrl.library import load_manifest
+    shipped = load_manifest().get(llc_path)
+    if shipped is not None:                  # a library name: the manifest keeps the trainer's metrics
+        return shipped.get("metrics", {}).get("skill_usage")
     metrics = Path(str(Path(llc_path).with_suffix("")) + "_report") / "metrics.json"
     if not metrics.is_file() and llc_path.endswith(".llc.pt"):
         metrics = Path(llc_path[:-len(".llc.pt")] + ".llc_report") / "metrics.json"
