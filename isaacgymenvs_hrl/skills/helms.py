@@ -83,6 +83,10 @@ class HeLMSConfig:
     usage_entropy: float = 0.5
     """weight of the entropy of the batch's mean skill marginal, added to the ELBO: a learned state
     prior removes the uniform p(y_0) that kept every skill in use, and skills can then go unused"""
+    switch_cost: float = 0.3
+    """weight of the posterior's expected number of skill switches per step: a state prior learns
+    to predict any switching code (skills that alternate every step cost no KL), so skills last
+    only if switching itself costs"""
     action_std: float = 0.2
     """std of the low level's Gaussian p(a | z, s) (actions are in [-1, 1])"""
     latent_scale: float = 1.0
@@ -193,9 +197,12 @@ def helms_losses(model: HeLMSModel, cfg: HeLMSConfig, pol_obs, mid_obs, hi_obs, 
     mse = (alpha[..., None] * (a_mean - act[:, :, None]) ** 2).sum(2).mean()
     usage = alpha.mean((0, 1))
     usage_entropy = -(usage * usage.clamp_min(1e-8).log()).sum()
-    return {"loss": -recon + cfg.beta_z * klz + cfg.beta_y * kly - cfg.usage_entropy * usage_entropy,
+    stay = torch.diagonal(trans_log_q, dim1=-2, dim2=-1).exp()                            # (B, T-1, K)
+    switches = (alpha[:, :-1] * (1.0 - stay)).sum(-1).mean()
+    return {"loss": -recon + cfg.beta_z * klz + cfg.beta_y * kly - cfg.usage_entropy * usage_entropy
+            + cfg.switch_cost * switches,
             "nll": -recon, "kl_z": klz,
-            "kl_y": kly, "action_mse": mse, "marginals": alpha, "means": means.view(b, t, k, -1),
+            "kl_y": kly, "action_mse": mse, "switches": switches, "marginals": alpha, "means": means.view(b, t, k, -1),
             "log_stds": log_stds.view(b, t, k, -1)}
 
 
@@ -247,7 +254,7 @@ def train_helms(data: dict, meta: dict, cfg: HeLMSConfig, output: str, log=print
     dist.prepare(model, cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    keys = ("loss", "nll", "kl_z", "kl_y", "action_mse")
+    keys = ("loss", "nll", "kl_z", "kl_y", "action_mse", "switches")
     history = {f"train_{k}": [] for k in keys} | {f"val_{k}": [] for k in keys}
     batch = lambda b: (seq_pol[b], seq_mid[b], seq_hi[b], seq_act[b])
 
