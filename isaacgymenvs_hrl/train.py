@@ -188,14 +188,14 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
     def create_env(**kwargs):
         return first_env.pop() if first_env else make_env()
 
-    # skill matching (LDSE) labels the data now: a bad dataset or encoder fails before any run folder
+    # skill matching (LDSE) or the skill prior (HeLMS) labels the data now: a bad dataset fails before any run folder
     init_actor = None
     if llc is not None and llc_cfg.get("match_init"):
         from isaacgymenvs_hrl.hrl.skill_matching import skill_matching_init
         init_actor = skill_matching_init(llc_cfg["match_init"], llc_cfg.get("match_encoder", ""), llc,
                                          first_env[0].hl_obs_names, steps,
                                          as_int(llc_cfg.get("match_epochs", 200), "task.env.llc.match_epochs", low=1),
-                                         seed)
+                                         seed, llc_cfg.get("mode", "continuous"))
 
     # a run that fails before its first checkpoint leaves no run folder behind (test runs write none)
     keep_dir = not c["test"] or c["capture_video"]

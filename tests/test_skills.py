@@ -398,3 +398,34 @@ def test_skill_matching_pretrains_the_high_level_actor(tiny, tmp_path):
     from isaacgymenvs_hrl.hrl.skill_matching import skill_matching_init
     with pytest.raises(UserError, match="encoder .* is not there"):
         skill_matching_init("unused.hdf5", str(tmp_path / "none.encoder.pt"), llc, ["proprio"], 4, 1, 0)
+
+
+def test_helms_skill_prior_starts_a_discrete_high_level(tiny, tmp_path):
+    """match_init over HeLMS: the shipped skill prior, chained along each demonstration, gives the
+    skill distribution at every k-th step of an episode, and the rl-games discrete actor's logits
+    are fitted to it (cross-entropy near the targets' own entropy)."""
+    from isaacgymenvs_hrl.hrl.skill_matching import prior_targets, pretrain_actor, skill_matching_init
+    from isaacgymenvs_hrl.learning.evaluation import build_network
+    from isaacgymenvs_hrl.utils.config import to_dict
+    from isaacgymenvs_hrl.utils.task_config import compose_config
+    cls, train, kwargs = CONFIGS["helms"]
+    data, meta = tiny
+    out = tmp_path / "helms.llc.pt"
+    train(data, meta, cls(**kwargs), str(out), **QUIET)
+    llc = load_llc(out)
+    obs, probs = prior_targets(data, llc, ["proprio", "objects"], k=4)
+    ep = episode_ids(data)
+    starts = np.flatnonzero(np.r_[True, ep[1:] != ep[:-1]])
+    expected = sum(-(-n // 4) for n in np.diff(np.r_[starts, len(ep)]))             # ceil(len / k) each
+    assert obs.shape == (expected, 9) and probs.shape == (expected, 3)
+    assert torch.allclose(probs.sum(-1), torch.ones(expected), atol=1e-5)
+    # an episode's first decision is the prior's first row on that state
+    first_mid = torch.as_tensor(data["observations"][starts[:1]])
+    assert torch.allclose(probs[0], llc.skill_log_prior(first_mid, None).exp()[0], atol=1e-6)
+    params = to_dict(compose_config(["task=FrankaStackHRL", "train=HRLDiscretePPO"]).train)["params"]
+    net = build_network(params, obs.shape[1], 3)
+    ce = pretrain_actor(net, obs, probs, epochs=60, discrete=True, log=lambda *_: None)
+    entropy = float(-(probs * probs.clamp_min(1e-8).log()).sum(-1).mean())
+    assert ce < entropy + 0.1 * math.log(3)
+    with pytest.raises(UserError, match="set task.env.llc.mode=discrete"):
+        skill_matching_init(str(meta["path"]), "", llc, ["proprio"], 4, 1, 0, mode="mixture")

@@ -1,10 +1,15 @@
-"""Start a high level from LDSE's skill matching instead of from random weights.
+"""Start a high level from the skill method's own inference instead of from random weights.
 
 LDSE infers which skill a stretch of behaviour is by encoding its local dynamics (the segment
 encoder, ``SkillMatcher``). Applied to the demonstrations the LLC was learned from, it labels every
 high-level decision point (every k steps) with the latent that reproduces the next segment; the
 high level's actor is then regressed onto those labels before PPO starts, so the first rollouts
 already follow the demonstrations through the skill space.
+
+HeLMS (discrete mode) ships its skill prior p(y_t | y_{t-1}, x_t): run along each demonstration
+(each step's previous skill is the prior's most likely one), it gives the skill distribution at
+every decision point, and the actor's logits are fitted to it by cross-entropy. The high level then
+starts as the prior that stacks zero-shot, and PPO improves on it.
 """
 from __future__ import annotations
 
@@ -34,10 +39,30 @@ def matched_targets(data: dict, llc, matcher, hl_obs_names, k: int) -> tuple[tor
     return hl_obs[torch.from_numpy(starts)], (z / llc.latent_scale).clamp(-1.0, 1.0)
 
 
+def prior_targets(data: dict, llc, hl_obs_names, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(high-level observations (M, O), skill probabilities (M, K)) at the start of every k-step
+    decision of ``data``: the LLC's skill prior, chained greedily along each episode."""
+    from ..skills.common import take_slices
+    with torch.no_grad():
+        mid = take_slices(data, llc.mid_obs_names)
+        rows = torch.cat([llc.skill_prior(llc._norm(b, llc.mid_obs_mean, llc.mid_obs_std)).exp()
+                          for b in mid.split(8192)])                                   # (N, K+1, K)
+    ep = episode_ids(data)
+    first = np.r_[True, ep[1:] != ep[:-1]]
+    probs, prev = torch.empty(len(ep), llc.num_skills), llc.num_skills
+    for t in range(len(ep)):
+        probs[t] = rows[t, llc.num_skills if first[t] else prev]
+        prev = int(probs[t].argmax())
+    step_in_episode = np.arange(len(ep)) - np.flatnonzero(first)[ep]          # episode ids run 0, 1, ...
+    decision = torch.from_numpy(np.flatnonzero(step_in_episode % k == 0))
+    return take_slices(data, hl_obs_names)[decision], probs[decision]
+
+
 def pretrain_actor(model, obs: torch.Tensor, targets: torch.Tensor, epochs: int = 200, lr: float = 1e-3,
-                   seed: int = 0, log=print) -> float:
-    """Set rl-games' input normalizer from ``obs`` and fit the actor's mean to ``targets`` by MSE;
-    returns the final MSE. ``model`` is an rl-games continuous A2C model (``algo.model``)."""
+                   seed: int = 0, log=print, discrete: bool = False) -> float:
+    """Set rl-games' input normalizer from ``obs`` and fit the actor to ``targets``: its mean by MSE
+    (continuous), or its logits to the target probabilities by cross-entropy (``discrete``).
+    Returns the final loss. ``model`` is an rl-games A2C model (``algo.model``)."""
     dev = next(model.parameters()).device
     obs, targets = obs.to(dev), targets.to(dev)
     if getattr(model, "normalize_input", False):
@@ -51,27 +76,51 @@ def pretrain_actor(model, obs: torch.Tensor, targets: torch.Tensor, epochs: int 
     net = model.a2c_network
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
+    def loss_of(out, target):
+        if discrete:
+            return -(target * torch.log_softmax(out, -1)).sum(-1).mean()
+        return ((out - target) ** 2).mean()
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=gen).to(dev)
         for b in perm.split(256):
-            loss = ((net({"obs": x[b]})[0] - targets[b]) ** 2).mean()
+            loss = loss_of(net({"obs": x[b]})[0], targets[b])
             opt.zero_grad()
             loss.backward()
             opt.step()
     with torch.no_grad():
-        mse = float(((net({"obs": x})[0] - targets) ** 2).mean())
+        final = float(loss_of(net({"obs": x})[0], targets))
     model.train(was_training)
-    log(f"skill matching: high-level actor fitted to {len(x)} matched latents, MSE {mse:.4f} "
-        f"(target variance {float(targets.var(0).mean()):.4f})")
-    return mse
+    if discrete:
+        entropy = float(-(targets * targets.clamp_min(1e-8).log()).sum(-1).mean())
+        log(f"skill prior: high-level actor fitted to {len(x)} decisions, cross-entropy {final:.4f} "
+            f"(the targets' own entropy {entropy:.4f})")
+    else:
+        log(f"skill matching: high-level actor fitted to {len(x)} matched latents, MSE {final:.4f} "
+            f"(target variance {float(targets.var(0).mean()):.4f})")
+    return final
 
 
-def skill_matching_init(dataset: str, encoder: str, llc, hl_obs_names, k: int, epochs: int, seed: int):
+def skill_matching_init(dataset: str, encoder: str, llc, hl_obs_names, k: int, epochs: int, seed: int,
+                        mode: str = "continuous"):
     """The callback ``HealthObserver(init_actor=...)`` runs on the freshly built rl-games agent."""
     from ..skills.ldse import SkillMatcher, encoder_path
-    if llc.spec["provenance"].get("algorithm") != "ldse":
-        raise UserError(f"task.env.llc.match_init needs an LDSE LLC (skill matching is LDSE's inference "
-                        f"rule); {getattr(llc, 'path', 'this LLC')} is {llc.spec['provenance'].get('algorithm')}")
+    algorithm = llc.spec["provenance"].get("algorithm")
+    if algorithm == "helms" and llc.skill_prior is not None:
+        if mode != "discrete":
+            raise UserError("task.env.llc.match_init over HeLMS starts a discrete high level from the skill "
+                            f"prior: set task.env.llc.mode=discrete (got {mode})")
+        data, _ = load_dataset(dataset, require_slices=list(llc.mid_obs_names) + list(hl_obs_names))
+        obs, targets = prior_targets(data, llc, hl_obs_names, k)
+
+        def init_from_prior(algo) -> None:
+            if targets.shape[1] != algo.actions_num or obs.shape[1] != algo.obs_shape[0]:
+                raise UserError(f"skill prior: targets {tuple(targets.shape)} / observations {tuple(obs.shape)} "
+                                f"do not fit the high level ({algo.actions_num} actions, {algo.obs_shape} obs)")
+            pretrain_actor(algo.model, obs, targets, epochs=epochs, seed=seed, discrete=True)
+        return init_from_prior
+    if algorithm != "ldse":
+        raise UserError(f"task.env.llc.match_init needs an LDSE LLC (skill matching) or a HeLMS LLC with a "
+                        f"skill prior; {getattr(llc, 'path', 'this LLC')} is {algorithm}")
     enc = Path(encoder) if encoder else encoder_path(getattr(llc, "path", ""))
     if not enc.is_file():
         raise UserError(f"task.env.llc.match_init: the LDSE encoder {enc} is not there; hrl-skills algo=ldse "
