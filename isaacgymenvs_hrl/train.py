@@ -206,7 +206,9 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
     register_env(create_env)
     observer = HealthObserver(actions_per_step=steps if llc is not None else 1,
                               max_seconds=float(c["max_time"]) if c.get("max_time", "") != "" else None,
-                              init_actor=init_actor)
+                              init_actor=init_actor,
+                              actor_warmup=as_int(llc_cfg.get("match_warmup", 0), "task.env.llc.match_warmup", low=0)
+                              if init_actor is not None else 0)
     try:
         if c["wandb_activate"] and rank == 0:
             try:

@@ -143,3 +143,23 @@ def test_franka_stack_hrl_trains_over_each_shipped_llc(tmp_path, name, extra):
                          env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
     assert list(tmp_path.glob("runs/*/nn/*.pth")), res.stdout[-1500:]
+
+
+def test_franka_stack_hrl_starts_from_the_shipped_skill_prior(tmp_path):
+    """match_init over franka/stack_helms: the discrete high level is fitted to the skill prior on
+    expert data, its actor stays frozen for match_warmup epochs, then PPO trains all of it."""
+    import os
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    collect = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.collect", "task=FrankaStack", "policy=expert",
+                              "num_envs=4", "num_episodes=4", "seed=1", "output=data.hdf5"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert collect.returncode == 0, collect.stderr[-1500:]
+    args = [sys.executable, "-m", "isaacgymenvs_hrl.train", "task=FrankaStackHRL", "task.env.llc.checkpoint=franka/stack_helms",
+            "task.env.llc.mode=discrete", "train=HRLDiscretePPO", "task.env.llc.match_init=data.hdf5",
+            "task.env.llc.match_epochs=5", "task.env.llc.match_warmup=2", "num_envs=4", "max_iterations=3",
+            "train.params.config.horizon_length=8", "train.params.config.minibatch_size=32", "headless=True"]
+    res = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-2000:]
+    assert "skill prior: high-level actor fitted to" in out and "actor frozen for 2 epochs" in out, out[-2000:]
+    assert "epoch 2: actor unfrozen" in out, out[-2000:]

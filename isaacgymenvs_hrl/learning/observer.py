@@ -33,13 +33,17 @@ class HealthObserver(IsaacAlgoObserver):
     """IsaacGymEnvs' observer (episode terms, scalars to TensorBoard) plus NaN/unstable accounting."""
 
     def __init__(self, log=print, stop_fraction: float = NAN_STOP_FRACTION, num_envs: int | None = None,
-                 actions_per_step: int = 1, max_seconds: float | None = None, init_actor=None):
+                 actions_per_step: int = 1, max_seconds: float | None = None, init_actor=None,
+                 actor_warmup: int = 0):
         """``actions_per_step``: task actions per env step the algorithm sees (k for an LLC's macro step).
         ``max_seconds``: end training (with rl-games' final checkpoint) once its clock passes this.
         ``init_actor(algo)``: runs once on the new agent, before training (and before a checkpoint
-        given with ``checkpoint=`` is restored, which then wins)."""
+        given with ``checkpoint=`` is restored, which then wins). ``actor_warmup``: epochs after it
+        during which only the value head learns, so that PPO's first advantages come from a
+        trained critic instead of moving the pre-trained actor off its start."""
         super().__init__()
-        self.init_actor = init_actor
+        self.init_actor, self.actor_warmup = init_actor, max(int(actor_warmup), 0)
+        self._frozen = []
         self.max_seconds = max_seconds
         self.actions_per_step = max(int(actions_per_step), 1)
         self.log, self.stop_fraction = log, stop_fraction
@@ -60,6 +64,12 @@ class HealthObserver(IsaacAlgoObserver):
             self.num_envs = int(getattr(algo, "num_actors", 1)) * int(getattr(algo, "num_agents", 1) or 1)
         if self.init_actor is not None:
             self.init_actor(algo)
+            if self.actor_warmup:
+                self._frozen = [p for n, p in algo.model.a2c_network.named_parameters()
+                                if p.requires_grad and not n.startswith("value")]
+                for p in self._frozen:
+                    p.requires_grad_(False)
+                self.log(f"actor frozen for {self.actor_warmup} epochs while the value head learns")
 
     def process_infos(self, infos, done_indices):
         if hasattr(self, "algo"):                      # IsaacGymEnvs' episode/scalar logging
@@ -79,6 +89,15 @@ class HealthObserver(IsaacAlgoObserver):
     def after_print_stats(self, frame, epoch_num, total_time):
         super().after_print_stats(frame, epoch_num, total_time)
         self.check_epoch(epoch_num)
+        if self._frozen:
+            # a frozen actor has no KL, so an adaptive schedule would raise the rate each epoch
+            self.algo.last_lr = float(self.algo.config["learning_rate"])
+            self.algo.update_lr(self.algo.last_lr)
+            if epoch_num >= self.actor_warmup:
+                for p in self._frozen:
+                    p.requires_grad_(True)
+                self._frozen = []
+                self.log(f"epoch {epoch_num}: actor unfrozen, PPO trains the whole network")
         if self.max_seconds is not None and total_time >= self.max_seconds and hasattr(self, "algo"):
             self.log(f"max_time: {total_time:.0f} s of training reached at epoch {epoch_num}; stopping")
             self.algo.max_epochs = epoch_num      # rl-games saves its last checkpoint and exits this epoch
