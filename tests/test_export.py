@@ -159,14 +159,19 @@ def test_full_hierarchical_export_matches_latent_skill_env(hrl_runs, tmp_path, m
     actions = torch.stack([a for _, a in log])
     assert actions.std(0).mean() > 1e-3
     policy.reset(N_ENVS)
-    steps, latents = [], []
+    steps, latents, skills = [], [], []
     for obs, _ in log[: run.steps + 1]:
         policy.act(obs.numpy())
         steps.append(policy.state["step"].copy())
         latents.append(policy.state["latent"].copy())
+        skills.append(policy.state["skill"].copy())
     assert [int(s[0]) for s in steps] == [1, 2, 3, 4, 0, 1]
     for i in range(1, run.steps):
-        np.testing.assert_array_equal(latents[i], latents[0])         # held for k steps
+        if mode == "discrete":         # the skill is held, its latent follows the state
+            np.testing.assert_array_equal(skills[i], skills[0])
+            assert not np.array_equal(latents[i], latents[0])
+        else:
+            np.testing.assert_array_equal(latents[i], latents[0])     # held for k steps
     # the exported high-level output equals rl-games' at every decision
     hl0 = policy.last_outputs["hl_action"]
     policy.reset(N_ENVS)

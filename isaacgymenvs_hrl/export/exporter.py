@@ -237,7 +237,8 @@ def build_metadata(run: TrainedRun, output: Path, fmt: str, part: str, in_specs,
             "hl_rate_hz": 1.0 / (float(task.dt) * run.steps),
             "hl_action": ({"dtype": "int64", "num_skills": int(space.n)} if run.discrete else
                           {"dtype": "float32", "size": int(space.shape[0]), "low": -1.0, "high": 1.0}),
-            "state": {"latent": "held latent (float32, latent_dim); zeros at an episode start",
+            "state": {"latent": "held latent (float32, latent_dim; discrete mode: the held skill's "
+                                "latent, decoded again every step); zeros at an episode start",
                       "skill": "held skill / head index (int64); 0 at an episode start",
                       "step": "control steps since the last high-level decision (int64); 0 = decide "
                               "now; feed step_out back, set 0 at an episode start"},

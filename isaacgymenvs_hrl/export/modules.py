@@ -67,7 +67,8 @@ class HighLevelActor(nn.Module):
 
 class SkillExecutor(nn.Module):
     """The frozen LLC with the hold: decode the high-level action when ``step == 0``, keep the
-    latent for the other k - 1 control steps, act every step (``LatentSkillEnv``'s loop)."""
+    latent (discrete: the skill, its latent decoded again every step) for the other k - 1 control
+    steps, act every step (``LatentSkillEnv``'s loop)."""
 
     def __init__(self, llc: nn.Module, mode: str, steps: int, llc_index: torch.Tensor,
                  mid_index: torch.Tensor | None, clip_obs: float, pass_head: bool):
@@ -87,6 +88,9 @@ class SkillExecutor(nn.Module):
         latent = torch.where(decide[:, None], z_new.to(latent.dtype), latent)
         if choice_new is not None:
             skill = torch.where(decide, choice_new.long(), skill)
+        if self.mode == "discrete":            # the skill is held; its latent follows the state every step
+            # (0 * latent keeps the state input in the graph, so every mode has the same signature)
+            latent = self.llc.decode("discrete", skill, mid)[0].to(latent.dtype) + 0.0 * latent
         llc_obs = obs.index_select(1, self.llc_index)
         if self.mode == "multires":
             action = self.llc(llc_obs, latent, skill)
