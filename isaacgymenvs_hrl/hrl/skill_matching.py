@@ -9,7 +9,7 @@ already follow the demonstrations through the skill space.
 HeLMS (discrete mode) ships its skill prior p(y_t | y_{t-1}, x_t): run along each demonstration
 (each step's previous skill is the prior's most likely one), it gives the skill distribution at
 every decision point, and the actor's logits are fitted to it by cross-entropy. The high level then
-starts as the prior that stacks zero-shot, and PPO improves on it.
+starts as the prior that stacks zero-shot (what PPO keeps of it is measured in docs/skills.md).
 """
 from __future__ import annotations
 
