@@ -367,3 +367,25 @@ def test_spaces_satisfy_gymnasium_and_legacy_gym():
     assert box.shape == (3,) and box.dtype == np.float32 and box.contains(np.zeros(3, np.float32))
     gym = pytest.importorskip("gym")
     assert isinstance(box, gym.spaces.Box) and isinstance(disc, gym.spaces.Discrete)
+
+
+def test_episode_statistics_are_a_mean_over_episodes():
+    """IsaacGymEnvs' observer appends the task's last extras["episode"] at every step; ours keeps it
+    only where episodes ended, once per ended episode, so Episode/* is a mean over episodes."""
+    import isaacgymenvs_hrl
+    from isaacgymenvs_hrl.learning.observer import HealthObserver
+    task = isaacgymenvs_hrl.make(seed=0, task="HumanoidLocomotion", num_envs=8, sim_device="cpu", rl_device="cpu")
+    obs = HealthObserver(log=lambda *_: None, num_envs=task.num_envs)
+    obs.algo, obs.ep_infos, obs.direct_info = None, [], {}      # what after_init sets, without an agent
+    task.reset()
+    gen = torch.Generator().manual_seed(0)
+    ended, steps_with_ends = 0, 0
+    for _ in range(150):                                         # random torques: falls at different times
+        _, _, done, extras = task.step(torch.rand(8, task.num_actions, generator=gen) * 2 - 1)
+        idx = done.nonzero()
+        obs.process_infos(extras, idx)
+        ended += len(idx)
+        steps_with_ends += bool(len(idx))
+    assert ended > 8 and steps_with_ends > 1
+    assert len(obs.ep_infos) == steps_with_ends
+    assert sum(len(e["episode_length"]) for e in obs.ep_infos) == ended

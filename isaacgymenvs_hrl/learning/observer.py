@@ -3,7 +3,9 @@
 Tasks count NaN actions and diverging (unstable) envs cumulatively in ``extras["nan_actions"]`` and
 ``extras["unstable_envs"]``; both envs are reset, so training goes on silently. This observer prints
 them per epoch when they grow and in the final summary, and stops the run with a ``UserError`` when
-most actions of an epoch were NaN (the policy has diverged; nothing more can be learned).
+most actions of an epoch were NaN (the policy has diverged; nothing more can be learned). Its
+``Episode/*`` scalars are means over the epoch's ended episodes (IsaacGymEnvs' observer weighs
+each step alike, stale values included).
 """
 from __future__ import annotations
 
@@ -74,8 +76,22 @@ class HealthObserver(IsaacAlgoObserver):
     def process_infos(self, infos, done_indices):
         if hasattr(self, "algo"):                      # IsaacGymEnvs' episode/scalar logging
             super().process_infos(infos, done_indices)
+            if isinstance(infos, dict) and "episode" in infos:
+                self._weigh_episode_stats(infos["episode"], done_indices)
         self.steps += 1
         self._last = infos                  # read at the print, once per epoch (no device sync per step)
+
+    def _weigh_episode_stats(self, episode: dict, done_indices) -> None:
+        """IsaacGymEnvs' observer appends the task's last ``extras["episode"]`` at every step, so a
+        batch of episodes that ended together counts once per step until the next reset, whatever
+        its size. Keep it only on steps where episodes ended, once per ended episode: the epoch's
+        ``Episode/*`` is then the mean over its episodes."""
+        self.ep_infos.pop()
+        ended = 0 if done_indices is None else len(done_indices)
+        if ended:
+            self.ep_infos.append({k: (v.reshape(1).expand(ended) if isinstance(v, torch.Tensor) and v.numel() == 1
+                                      else torch.full((ended,), float(v)) if isinstance(v, (int, float)) else v)
+                                  for k, v in episode.items()})
 
     def _read(self) -> None:
         if not isinstance(self._last, dict):
