@@ -237,7 +237,7 @@ def test_algorithm_writes_an_llc_that_loads_and_runs(algo, tiny, tmp_path):
         assert np.allclose(np.array(spec["latent"]["transition_prior"]).sum(1), 1.0, atol=1e-5)
         assert result["report"]["usage"].sum() == pytest.approx(1.0)
         # the state-conditioned skill prior ships: row K starts an episode, row i follows skill i
-        rows = llc.skill_prior(llc._norm(mid, llc.mid_obs_mean, llc.mid_obs_std)).exp()      # (5, K+1, K)
+        rows = llc.skill_prior_rows(mid).exp()                                              # (5, K+1, K)
         assert rows.shape == (5, k + 1, k) and torch.allclose(rows.sum(-1), torch.ones(5, k + 1), atol=1e-5)
         prev = torch.tensor([0, 1, 2, -1, 1])
         first = llc.skill_log_prior(mid, None).exp()

@@ -113,9 +113,12 @@ def add(name: str, file: str | os.PathLike, kind: str, command: str, seed: int, 
     rel = Path(name + suffix)
     dst = manifest.parent / rel
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path(dst)
-    shutil.copyfile(src, tmp)
-    commit(tmp, dst)
+
+    def copy_in(source: Path, target: Path) -> None:     # fsynced, then renamed into place
+        tmp = tmp_path(target)
+        shutil.copyfile(source, tmp)
+        commit(tmp, target)
+    copy_in(src, dst)
     run_cfg = src.parent.parent / "config.yaml"       # an rl-games policy's network is described there
     if kind == "policy" and run_cfg.is_file():
         shutil.copyfile(run_cfg, dst.with_name(Path(name).name + ".yaml"))
@@ -129,9 +132,7 @@ def add(name: str, file: str | os.PathLike, kind: str, command: str, seed: int, 
         from ..skills.ldse import encoder_path
         if encoder_path(src).is_file():
             enc = encoder_path(dst)
-            tmp = tmp_path(enc)
-            shutil.copyfile(encoder_path(src), tmp)
-            commit(tmp, enc)
+            copy_in(encoder_path(src), enc)
             entry["encoder"] = {"file": str(enc.relative_to(manifest.parent)), "sha256": sha256(enc),
                                 "size": enc.stat().st_size}
     if metrics:

@@ -89,10 +89,15 @@ class LowLevelController(nn.Module):
         head = hl_action[:, :r].argmax(-1)
         return normalize_latent(hl_action[:, r:] * self.latent_scale, self.normalization), head, head
 
+    def skill_prior_rows(self, mid_obs: torch.Tensor) -> torch.Tensor:
+        """Every row of the learned skill prior, log p(y_t | y_{t-1} = i, x_t) (N, K + 1, K); row K
+        is an episode's first decision. Needs an LLC with a skill prior (HeLMS)."""
+        return self.skill_prior(self._norm(mid_obs, self.mid_obs_mean, self.mid_obs_std))
+
     def skill_log_prior(self, mid_obs: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
-        """log p(y_t | y_{t-1}, x_t) (N, K) from the learned skill prior; ``previous`` None (or -1
-        per env) is an episode's first decision. Needs an LLC with a skill prior (HeLMS)."""
-        rows = self.skill_prior(self._norm(mid_obs, self.mid_obs_mean, self.mid_obs_std))   # (N, K+1, K)
+        """log p(y_t | y_{t-1}, x_t) (N, K) for each env's previous skill; ``previous`` None (or -1
+        per env) is an episode's first decision."""
+        rows = self.skill_prior_rows(mid_obs)                                                # (N, K+1, K)
         prev = torch.full((len(rows),), self.num_skills, dtype=torch.long, device=rows.device) \
             if previous is None else torch.where(previous < 0, self.num_skills, previous.long())
         return rows[torch.arange(len(rows), device=rows.device), prev]

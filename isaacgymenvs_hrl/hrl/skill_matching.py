@@ -45,8 +45,7 @@ def prior_targets(data: dict, llc, hl_obs_names, k: int) -> tuple[torch.Tensor, 
     from ..skills.common import take_slices
     with torch.no_grad():
         mid = take_slices(data, llc.mid_obs_names)
-        rows = torch.cat([llc.skill_prior(llc._norm(b, llc.mid_obs_mean, llc.mid_obs_std)).exp()
-                          for b in mid.split(8192)])                                   # (N, K+1, K)
+        rows = torch.cat([llc.skill_prior_rows(b).exp() for b in mid.split(8192)])     # (N, K+1, K)
     ep = episode_ids(data)
     first = np.r_[True, ep[1:] != ep[:-1]]
     probs, prev = torch.empty(len(ep), llc.num_skills), llc.num_skills

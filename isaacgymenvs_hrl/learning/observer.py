@@ -74,19 +74,20 @@ class HealthObserver(IsaacAlgoObserver):
                 self.log(f"actor frozen for {self.actor_warmup} epochs while the value head learns")
 
     def process_infos(self, infos, done_indices):
-        if hasattr(self, "algo"):                      # IsaacGymEnvs' episode/scalar logging
-            super().process_infos(infos, done_indices)
-            if isinstance(infos, dict) and "episode" in infos:
-                self._weigh_episode_stats(infos["episode"], done_indices)
+        if hasattr(self, "algo"):                      # IsaacGymEnvs' scalar logging; episodes below
+            episode = infos.get("episode") if isinstance(infos, dict) else None
+            super().process_infos({k: v for k, v in infos.items() if k != "episode"}
+                                  if episode is not None else infos, done_indices)
+            if episode is not None:
+                self._add_episode_stats(episode, done_indices)
         self.steps += 1
         self._last = infos                  # read at the print, once per epoch (no device sync per step)
 
-    def _weigh_episode_stats(self, episode: dict, done_indices) -> None:
+    def _add_episode_stats(self, episode: dict, done_indices) -> None:
         """IsaacGymEnvs' observer appends the task's last ``extras["episode"]`` at every step, so a
         batch of episodes that ended together counts once per step until the next reset, whatever
         its size. Keep it only on steps where episodes ended, once per ended episode: the epoch's
         ``Episode/*`` is then the mean over its episodes."""
-        self.ep_infos.pop()
         ended = 0 if done_indices is None else len(done_indices)
         if ended:
             self.ep_infos.append({k: (v.reshape(1).expand(ended) if isinstance(v, torch.Tensor) and v.numel() == 1

@@ -189,9 +189,11 @@ def helms_losses(model: HeLMSModel, cfg: HeLMSConfig, pol_obs, mid_obs, hi_obs, 
     kl_z = kl_standard_normal(means, log_stds).view(b, t, k)
     if model.skill_prior is not None:
         log_p = model.skill_prior(mid_obs.reshape(b * t, -1)).view(b, t, k + 1, k)
-        terms = elbo_terms(init_log_q, trans_log_q, log_p[:, 1:, :k], log_lik, kl_z, log_p[:, 0, k])
+        trans_log_p = log_p[:, 1:, :k]                                                     # (B, T-1, K, K)
+        terms = elbo_terms(init_log_q, trans_log_q, trans_log_p, log_lik, kl_z, log_p[:, 0, k])
     else:
-        terms = elbo_terms(init_log_q, trans_log_q, model.transition_log_prior(), log_lik, kl_z)
+        trans_log_p = model.transition_log_prior()                                         # (K, K)
+        terms = elbo_terms(init_log_q, trans_log_q, trans_log_p, log_lik, kl_z)
     recon, klz, kly = terms["recon"].mean(), terms["kl_z"].mean(), terms["kl_y"].mean()
     alpha = terms["marginals"]
     mse = (alpha[..., None] * (a_mean - act[:, :, None]) ** 2).sum(2).mean()
@@ -202,7 +204,7 @@ def helms_losses(model: HeLMSModel, cfg: HeLMSConfig, pol_obs, mid_obs, hi_obs, 
     return {"loss": -recon + cfg.beta_z * klz + cfg.beta_y * kly - cfg.usage_entropy * usage_entropy
             + cfg.switch_cost * switches,
             "nll": -recon, "kl_z": klz,
-            "kl_y": kly, "action_mse": mse, "switches": switches, "marginals": alpha, "means": means.view(b, t, k, -1),
+            "kl_y": kly, "action_mse": mse, "switches": switches, "trans_log_p": trans_log_p, "marginals": alpha, "means": means.view(b, t, k, -1),
             "log_stds": log_stds.view(b, t, k, -1)}
 
 
@@ -303,8 +305,7 @@ def train_helms(data: dict, meta: dict, cfg: HeLMSConfig, output: str, log=print
             y = alpha.argmax(-1)                                                          # (B, T)
             counts += torch.bincount((y[:, :-1] * k + y[:, 1:]).flatten(), minlength=k * k).view(k, k).float()
             if model.skill_prior is not None:
-                mid_b = batch(b.to(dev))[1]
-                rows = model.skill_prior(mid_b.flatten(0, 1)).view(*mid_b.shape[:2], k + 1, k)[:, 1:, :k].exp().cpu()
+                rows = out["trans_log_p"].exp().cpu()                                     # (B, T-1, K, K)
                 prior_sum += (alpha[:, :-1, :, None] * rows).sum((0, 1))
                 prior_w += alpha[:, :-1].sum((0, 1))[:, None]
             latents.append(means.gather(2, y[..., None, None].expand(-1, -1, 1, d)).squeeze(2).flatten(0, 1))
