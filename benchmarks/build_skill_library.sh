@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild every file of the shipped skill library (isaacgymenvs_hrl/pretrained/) from scratch with the
 # project's own commands, and record each in the manifest (command, seed, commit, dataset hash, metrics):
-#   teacher  HumanoidLocomotion PPO teacher (walks and turns on command)          ~15-25 min on 2 cores
+#   teacher  HumanoidLocomotion PPO teacher (walks and turns on command), then resumed with yaw
+#            commands up to +-2 rad/s (turns at 1.7-1.8 rad/s)                    ~25-35 min on 2 cores
 #   humanoid its rollouts (random commands, action noise) -> BC, NPMP, LDSE LLCs  ~10 min
 #   omni     (experiment, not shipped, not in the default STAGES) the teacher resumed with backward,
 #            sideways and faster-turning commands -> omni_bc, omni_npmp, omni_ldse   ~20 min; it did not
@@ -42,20 +43,28 @@ walking_llcs() {
 
 TEACHER_CMD=(hrl-train task=HumanoidLocomotion num_envs=256 max_iterations=1300 experiment=teacher
              train.params.config.minibatch_size=2048 seed=0 headless=True "task.env.command.yaw_rate=[-1.0,1.0]")
+# the walking teacher resumed with yaw commands up to +-2 rad/s: from scratch on them it would first
+# have to learn to walk; resumed, it keeps its gait and learns to turn fast (docs/hrl.md)
+TURN=("task.env.command.yaw_rate=[-2.0,2.0]")
+TURN_CMD=(hrl-train task=HumanoidLocomotion num_envs=256 max_iterations=1900 experiment=teacher_turn
+          train.params.config.minibatch_size=2048 seed=0 headless=True "${TURN[@]}" checkpoint=teacher_base.pth)
 if has teacher; then
   echo "+ ${TEACHER_CMD[*]}"
   "${TEACHER_CMD[@]}"
-  hrl-library add humanoid/teacher "$(ls -td runs/teacher_*/nn/teacher.pth | head -1)" --kind policy \
-    --task HumanoidLocomotion --seed 0 --command "${TEACHER_CMD[*]}" \
-    --description "HumanoidLocomotion PPO teacher: tracks a commanded planar velocity and yaw rate"
+  cp "$(ls -td runs/teacher_2*/nn/teacher.pth | head -1)" teacher_base.pth
+  echo "+ ${TURN_CMD[*]}"
+  "${TURN_CMD[@]}"
+  hrl-library add humanoid/teacher "$(ls -td runs/teacher_turn_*/nn/teacher_turn.pth | head -1)" --kind policy \
+    --task HumanoidLocomotion --seed 0 --command "${TEACHER_CMD[*]} && ${TURN_CMD[*]}" \
+    --description "HumanoidLocomotion PPO teacher: tracks a commanded planar velocity and yaw rate (yaw commands up to +-2 rad/s)"
 fi
 
 if has humanoid; then
   # this run's teacher, else the shipped one, asked for the yaw rates it was trained on (the task's
-  # default range is half of them); every episode is stored mirrored too (both turning directions)
+  # default range is a quarter of them); every episode is stored mirrored too (both turning directions)
   # and its command slice relabelled with the velocity achieved over the next second
-  TEACHER=$(ls -td runs/teacher_*/nn/teacher.pth 2>/dev/null | head -1 || true)
-  hrl-collect task=HumanoidLocomotion num_envs=64 num_episodes=128 noise=0.1 seed=1 "task.env.command.yaw_rate=[-1.0,1.0]" \
+  TEACHER=$(ls -td runs/teacher_turn_*/nn/teacher_turn.pth 2>/dev/null | head -1 || true)
+  hrl-collect task=HumanoidLocomotion num_envs=64 num_episodes=128 noise=0.1 seed=1 "${TURN[@]}" \
     policy="${TEACHER:-humanoid/teacher}" mirror=True hindsight_steps=50 output=datasets/walk.hdf5
   walking_llcs walk datasets/walk.hdf5 ""
 fi
