@@ -17,6 +17,7 @@ import torch
 
 import isaacgymenvs_hrl
 from isaacgymenvs_hrl.collect import load_rlgames_policy
+from isaacgymenvs_hrl.controllers.arm_action import wrap_angle
 from isaacgymenvs_hrl.tasks.humanoid_locomotion import achieved_velocity
 from isaacgymenvs_hrl.utils.torch_jit_utils import yaw_from_quat
 from isaacgymenvs_hrl.utils.task_config import compose_config
@@ -41,7 +42,7 @@ def gait(path: str, num_envs: int, steps: int, seed: int) -> dict:
     # rate itself also counts the torso's twist within each stride)
     window = int(round(1.0 / task.dt))
     yaw = torch.stack(yaws)                                                       # (T, N)
-    step = torch.remainder(yaw[1:] - yaw[:-1] + torch.pi, 2 * torch.pi) - torch.pi
+    step = wrap_angle(yaw[1:] - yaw[:-1])
     heading = torch.cat([yaw[:1], yaw[:1] + torch.cumsum(step, 0)])
     reset = torch.cumsum(torch.stack(dones).float(), 0)
     clean = reset[window:] == reset[:-window]
