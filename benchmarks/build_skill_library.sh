@@ -34,11 +34,11 @@ walking_llcs() {
   build humanoid/${p}_npmp llc llcs/${p}_npmp.llc.pt 0 $D \
     "${what}NPMP: latent from a look-ahead encoder with an AR(1) prior; not the command" -- \
     hrl-skills algo=npmp dataset=$D output=llcs/${p}_npmp.llc.pt seed=0 skills.seq_stride=16 skills.epochs=10 \
-    report.videos=false
+    skills.latent_scale=2.0 report.videos=false
   build humanoid/${p}_ldse llc llcs/${p}_ldse.llc.pt 0 $D \
     "${what}LDSE: latent of an 8-step local-dynamics VAE, skill policy cloned on it; not the command" -- \
     hrl-skills algo=ldse dataset=$D output=llcs/${p}_ldse.llc.pt seed=0 skills.stride=8 skills.epochs=10 \
-    report.videos=false
+    skills.latent_scale=2.0 report.videos=false
 }
 
 TEACHER_CMD=(hrl-train task=HumanoidLocomotion num_envs=256 max_iterations=1300 experiment=teacher
