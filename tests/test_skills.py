@@ -271,6 +271,23 @@ def test_ldse_fixed_variance_variant(tiny, tmp_path):
         train_ldse(data, meta, LDSEConfig(decoder_variance="bogus"), str(tmp_path / "g.pt"), **QUIET)
 
 
+@pytest.mark.parametrize("algo", ["ldse", "npmp"])
+def test_the_fit_reports_how_much_of_its_latent_space_a_high_level_reaches(tiny, tmp_path, algo):
+    """A high level's action lies in [-1, 1]: with a tiny latent_scale it reaches no fitted latent and
+    the fit says which scale would; with a huge one it reaches them all. The share is in the checkpoint."""
+    data, meta = tiny
+    cls, train, kwargs = CONFIGS[algo]
+    for scale, reach in ((1e-4, 0.0), (1e4, 1.0)):
+        lines = []
+        out = tmp_path / f"{algo}_{scale:g}.llc.pt"
+        metrics = train(data, meta, cls(**dict(kwargs, epochs=1), latent_scale=scale), str(out),
+                        log=lines.append, progress=False)["metrics"]
+        assert metrics["hl_reach"] == reach
+        assert load_llc(out).spec["provenance"]["metrics"]["hl_reach"] == reach
+        warned = [line for line in lines if "high level reaches" in line]
+        assert bool(warned) == (reach == 0.0) and (not warned or "skills.latent_scale=" in warned[0])
+
+
 def test_helms_needs_an_objects_slice(tmp_path):
     data, meta = synthetic(tmp_path / "noobj.hdf5", episodes=2, objects=0, task=3)
     cls, train, kwargs = CONFIGS["helms"]

@@ -36,8 +36,8 @@ from ..errors import UserError
 from ..hrl.llc import normalize_latent
 from ..hrl.llc_checkpoint import save_llc
 from ..hrl.networks import SkillPolicy, mlp
-from .common import (SegmentEncoder, distributed, gaussian_log_prob, kl_standard_normal, llc_spec, mean_std,
-                     minibatches, parameter_digest, require_slices, rsample, seeded, split, standardize,
+from .common import (SegmentEncoder, distributed, gaussian_log_prob, kl_standard_normal, latent_reach, llc_spec,
+                     mean_std, minibatches, parameter_digest, require_slices, rsample, seeded, split, standardize,
                      take_slices)
 from .segments import require_windows, window_indices, window_starts
 
@@ -250,7 +250,8 @@ def train_ldse(data: dict, meta: dict, cfg: LDSEConfig, output: str, log=print, 
                            for b in torch.arange(len(idx), device=dev).split(4096)]).cpu()
     metrics = {k: round(history[k][-1], 6) for k in history} | {
         "train_seconds": round(time.time() - t0, 1), "segments": int(len(idx)), "samples": int(len(act)),
-        "latent_mean_abs": round(z_all.abs().mean().item(), 4), "latent_std": round(z_all.std(0).mean().item(), 4)}
+        "latent_mean_abs": round(z_all.abs().mean().item(), 4), "latent_std": round(z_all.std(0).mean().item(), 4),
+        "hl_reach": latent_reach(z_all, cfg.latent_scale, "LDSE", log)}
     enc_file = encoder_path(output)
     pol = model.policy.cpu()
     spec = llc_spec(

@@ -34,8 +34,8 @@ from ..datasets.hdf5 import episode_ids
 from ..errors import UserError
 from ..hrl.llc_checkpoint import save_llc
 from ..hrl.networks import SkillPolicy, mlp
-from .common import (distributed, gaussian_log_prob, llc_spec, mean_std, minibatches, parameter_digest,
-                     require_slices, rsample, seeded, split, standardize, take_slices)
+from .common import (distributed, gaussian_log_prob, latent_reach, llc_spec, mean_std, minibatches,
+                     parameter_digest, require_slices, rsample, seeded, split, standardize, take_slices)
 from .segments import lookahead_indices, require_windows, window_indices, window_starts
 
 
@@ -201,7 +201,8 @@ def train_npmp(data: dict, meta: dict, cfg: NPMPConfig, output: str, log=print, 
             lookahead_indices(ep, np.arange(len(act)), cfg.lookahead))].to(dev))[0].cpu()
     metrics = {k: round(history[k][-1], 6) for k in history} | {
         "train_seconds": round(time.time() - t0, 1), "sequences": int(len(idx)), "samples": int(len(act)),
-        "latent_step_change": round((z[1:] - z[:-1]).norm(dim=-1)[ep[1:] == ep[:-1]].mean().item(), 4)}
+        "latent_step_change": round((z[1:] - z[:-1]).norm(dim=-1)[ep[1:] == ep[:-1]].mean().item(), 4),
+        "hl_reach": latent_reach(z, cfg.latent_scale, "NPMP", log)}
     spec = llc_spec(
         meta, policy_obs=cfg.policy_obs, action_dim=act.shape[1], default_steps=cfg.default_steps,
         latent={"dim": cfg.latent_dim, "normalization": "none", "scale": cfg.latent_scale,
