@@ -294,9 +294,9 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
 def latent_reach(z: torch.Tensor, scale: float, name: str, log=print) -> float:
     """Share of the fitted latents ``z`` (N, d) that a high level can ask for: its action lies in
     [-1, 1] and the LLC multiplies it by ``scale``, so only latents with |z| <= scale in every
-    dimension are reachable. Warns, with the scale that would reach most, when under half are."""
+    dimension are reachable. Warns, with the scale that would reach most, when under a quarter are."""
     reach = float((z.abs() <= scale).all(-1).float().mean())
-    if reach < 0.5:
+    if reach < 0.25:
         q = float(z.abs().flatten().quantile(0.975)) if len(z) else scale
         log(f"warning: the high level reaches {reach:.0%} of the latents {name} fitted (|z| <= "
             f"latent_scale {scale:g} in every dimension); skills.latent_scale={q:.1f} (the 97.5th "
