@@ -297,7 +297,7 @@ def latent_reach(z: torch.Tensor, scale: float, name: str, log=print) -> float:
     dimension are reachable. Warns, with the scale that would reach most, when under a quarter are."""
     reach = float((z.abs() <= scale).all(-1).float().mean())
     if reach < 0.25:
-        q = float(z.abs().flatten().quantile(0.975)) if len(z) else scale
+        q = float(z.abs().flatten().quantile(0.975))
         log(f"warning: the high level reaches {reach:.0%} of the latents {name} fitted (|z| <= "
             f"latent_scale {scale:g} in every dimension); skills.latent_scale={q:.1f} (the 97.5th "
             f"percentile of |z|) widens its reach")
