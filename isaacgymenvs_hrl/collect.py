@@ -148,8 +148,17 @@ def main_hydra(cfg: DictConfig) -> None:
         if not ok or (kind is int and float(cfg[key]) != int(cfg[key])):
             what = ("a positive integer" if low else "an integer >= 0") if kind is int else "a number >= 0"
             raise UserError(f"{key} must be {what}, got {cfg[key]!r}")
-    from isaacgymenvs_hrl.utils.atomic import check_writable, remove_stale_tmp
+    from isaacgymenvs_hrl.utils.atomic import check_not_input, check_writable, remove_stale_tmp
+    from isaacgymenvs_hrl.utils.config import as_int, check_seed
+    check_seed(cfg.seed)
+    for key in ("deterministic", "mirror", "torch_deterministic"):
+        as_bool(cfg.get(key, False), key)
+    as_int(cfg.get("torch_threads", 0) or 0, "torch_threads", low=0)
     output = check_writable(cfg.output, "output", example=f"{cfg.task_name}.hdf5")   # before any rollout
+    if cfg.policy not in ("random", "expert"):
+        from isaacgymenvs_hrl.hrl.library import resolve
+        policy_file = resolve(cfg.policy, kind="policy")
+        check_not_input(output, {"policy": policy_file, "policy config": policy_file.parent.parent / "config.yaml"})
     remove_stale_tmp(output.parent)
     seed = set_seed(cfg.seed, cfg.torch_deterministic)
     if int(cfg.get("torch_threads", 0) or 0) > 0:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import importlib
 import json
-import os
 import shutil
 import traceback
 from dataclasses import fields
@@ -47,24 +46,19 @@ ALGORITHMS = {
 }
 
 
-def write_report(report_dir: Path, result: dict, output: str, videos=None, sections=()) -> None:
-    """Figures, metrics.json and index.md into ``report_dir``, written atomically: a temporary
-    folder renamed into place. ``videos(folder) -> (entries, note)`` records the rollout videos
-    into ``folder/videos`` (entries: [{"file", "title"}]; note: why there are none); each of
-    ``sections(folder) -> markdown`` adds a part to index.md."""
-    report_dir = Path(report_dir)
-    report_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report_dir.with_name(report_dir.name + f".tmp.{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+def write_report(report_dir: Path, result: dict, output: str, videos=None, sections=(), shown: str | None = None) -> None:
+    """Figures, metrics.json and index.md into the (staging) folder ``report_dir``; ``output`` is the
+    LLC file the reporters read, ``shown`` the name index.md gives it (default ``output``).
+    ``videos(folder) -> (entries, note)`` records the rollout videos into ``folder/videos``
+    (entries: [{"file", "title"}]; note: why there are none); each of ``sections(folder) -> markdown``
+    adds a part to index.md. A report that fails is replaced by metrics.json and a note."""
     try:
-        _write_report(tmp, result, output, videos, sections)
-        old = report_dir.with_name(report_dir.name + f".old.{os.getpid()}")
-        if report_dir.exists():
-            os.replace(report_dir, old)
-        os.replace(tmp, report_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _write_report(Path(report_dir), result, shown or output, videos, sections)
+    except Exception as exc:             # the LLC is checked; a report problem must not lose it
+        note = f"the report could not be written ({type(exc).__name__}: {exc})"
+        print(f"warning: {note}; the LLC is complete")
+        (Path(report_dir) / "metrics.json").write_text(json.dumps(result["metrics"], indent=2))
+        (Path(report_dir) / "index.md").write_text(f"# LLC report\n\ncheckpoint: `{shown or output}`\n\n{note}\n")
 
 
 def _write_report(report_dir: Path, result: dict, output: str, videos=None, sections=()) -> None:
@@ -237,60 +231,37 @@ def make_config(cls, params: dict):
     return cls(**params)
 
 
+# float settings with a range: (low, high, low excluded, high excluded); others are finite numbers >= 0
+_FLOAT_RANGES = {"lr": (0.0, 1.0, True, False), "learning_rate": (0.0, 1.0, True, False),
+                 "val_fraction": (0.0, 1.0, False, True), "alpha": (0.0, 1.0, False, False),
+                 "prior_stay": (0.0, 1.0, False, True), "fixed_std": (0.0, None, True, False),
+                 "action_std": (0.0, None, True, False), "latent_scale": (0.0, None, True, False)}
+
+
 def _check_field(name: str, value, annotation: str) -> None:
-    from isaacgymenvs_hrl.utils.config import as_bool, as_float, as_int
+    """One ``skills.<name>`` value against its type and range (sizes and counts are >= 1)."""
+    from isaacgymenvs_hrl.utils.config import as_bool, as_float, as_int, check_device
     key = f"skills.{name}"
     kind = annotation.replace("typing.", "").split("[")[0].strip()
     if kind == "int":
-        as_int(value, key, low=1 if name in ("epochs", "batch_size") else None)
-    elif kind == "float" and name in ("lr", "learning_rate"):
-        as_float(value, key, low=0.0, low_open=True, high=1.0)
+        as_int(value, key, low={"seed": None, "num_skills": 2}.get(name, 1))
     elif kind == "float":
-        as_float(value, key)
+        low, high, low_open, high_open = _FLOAT_RANGES.get(name, (0.0, None, False, False))
+        as_float(value, key, low=low, high=high, low_open=low_open, high_open=high_open)
     elif kind == "bool":
         as_bool(value, key)
-    elif kind in ("list", "tuple", "List", "Tuple", "Sequence") and not isinstance(value, (list, tuple)):
-        raise UserError(f"{key} must be a list, e.g. {key}=[64,64], got {value!r}")
-
-
-def _snapshot(paths) -> dict:
-    """Hard links of the files a run will replace, so a failed or diverged run can put them back."""
-    from isaacgymenvs_hrl.utils.atomic import pid_alive
-    kept = {}
-    for path in paths:
-        path = Path(path)
-        for old in path.parent.glob(path.name + ".prev.*") if path.parent.is_dir() else []:
-            pid = old.name.rsplit(".", 1)[-1]
-            if pid.isdigit() and not pid_alive(int(pid)):      # a killed run's snapshot
-                if path.exists():
-                    old.unlink()
-                else:
-                    os.replace(old, path)
-                    print(f"note: restored {path} from {old.name}, left by a run that was killed")
-        if path.is_file():
-            prev = path.with_name(f"{path.name}.prev.{os.getpid()}")
-            if prev.exists():
-                prev.unlink()
-            try:
-                os.link(path, prev)
-            except OSError:
-                shutil.copy2(path, prev)
-            kept[path] = prev
-    return kept
-
-
-def _restore(kept: dict) -> None:
-    for path, prev in kept.items():
-        if path.exists() and os.path.samefile(prev, path):    # untouched (rename of a hard link is a no-op)
-            prev.unlink()
-        else:
-            os.replace(prev, path)
-
-
-def _release(kept: dict) -> None:
-    for prev in kept.values():
-        if prev.exists():
-            prev.unlink()
+    elif kind in ("list", "tuple", "List", "Tuple", "Sequence"):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise UserError(f"{key} must be a non-empty list, e.g. {key}=[64,64], got {value!r}")
+        if name.endswith("_obs") or name == "condition_on":
+            bad = [v for v in value if not isinstance(v, str)]
+            if bad:
+                raise UserError(f"{key} must list observation slice names, got {value!r}")
+        else:                                   # layer widths, horizons
+            for i, v in enumerate(value):
+                as_int(v, f"{key}[{i}]", low=1)
+    elif name == "device":
+        check_device(value, key)
 
 
 def check_llc_output(output: str) -> None:
@@ -339,78 +310,104 @@ def main_hydra(cfg: DictConfig) -> None:
         shutdown_distributed()
 
 
+def check_settings(cfg: DictConfig) -> None:
+    """The command's own numbers and switches (the algorithm's are checked by ``make_config``)."""
+    from isaacgymenvs_hrl.utils.config import as_bool, as_int
+    as_int(cfg.get("torch_threads", 0) or 0, "torch_threads", low=0)
+    as_int(cfg.seed, "seed")
+    rep = cfg.get("report") or {}
+    for key in ("videos", "exploration", "diagnostics"):
+        if key in rep:
+            as_bool(rep[key], f"report.{key}")
+    for key, low in (("video_steps", 1), ("video_envs", 1), ("video_width", 16), ("video_height", 16),
+                     ("max_videos", 1), ("exploration_envs", 1), ("exploration_steps", 1)):
+        if key in rep:
+            as_int(rep[key], f"report.{key}", low=low)
+
+
 def _train(cfg: DictConfig, dist) -> None:
+    """Train into a staging folder, check, write the report into another, then commit the LLC (and
+    the LDSE encoder) and the report together: a kill leaves the previous set or the new one."""
+    from omegaconf import OmegaConf
+
+    from isaacgymenvs_hrl.utils import atomic
+    if OmegaConf.is_missing(cfg, "dataset") or not cfg.dataset:
+        raise UserError("dataset= is required: hrl-skills algo=bc dataset=PATH/TO/data.hdf5 output=llcs/x.llc.pt "
+                        "(make one with hrl-collect or hrl-import-dataset)")
+    check_settings(cfg)
     if int(cfg.get("torch_threads", 0) or 0) > 0:
         import torch
         torch.set_num_threads(int(cfg.torch_threads))
     if dist.is_main:
         _warn_on_conflicting_choice()
-    from omegaconf import OmegaConf
-
-    from isaacgymenvs_hrl.utils.atomic import check_writable, remove_stale_tmp
-    if OmegaConf.is_missing(cfg, "dataset") or not cfg.dataset:
-        raise UserError("dataset= is required: hrl-skills algo=bc dataset=PATH/TO/data.hdf5 output=llcs/x.llc.pt "
-                        "(make one with hrl-collect or hrl-import-dataset)")
-    output = check_writable(cfg.output, "output", example="skill.llc.pt")       # before any training
-    remove_stale_tmp(output.parent)
+    output = atomic.check_writable(cfg.output, "output", example="skill.llc.pt")       # before any training
+    report = Path(cfg.report_dir or str(output.with_suffix("")) + "_report")
+    atomic.check_not_input(output, {"dataset": cfg.dataset})
+    atomic.check_not_input(report, {"dataset": cfg.dataset, "output": output}, "report_dir")
+    if report.exists() and not report.is_dir():
+        raise UserError(f"report_dir={report} is a file; give a folder (default: <output>_report)")
     algo = cfg.skills.algo
     params = {k: v for k, v in to_dict(cfg.skills).items() if k != "algo"}
     if algo != "bc" and algo not in ALGORITHMS:
         raise UserError(f"skills algorithm '{algo}' is not implemented; available: {['bc', *ALGORITHMS]}")
-    targets = [output]
-    if algo == "ldse":
-        from isaacgymenvs_hrl.skills.ldse import encoder_path
-        targets.append(encoder_path(output))
-    kept = _snapshot(targets) if dist.is_main else {}
+    staged = output                        # ranks other than 0 write nothing
+    if dist.is_main:
+        for done in atomic.finish_commits(output.parent):
+            print(f"note: completed {done}, whose commit a killed run left half done")
+        atomic.remove_stale_staging(report)
+        atomic.remove_stale_tmp(output.parent)
+        stage = atomic.staging_dir(output)
+        staged = stage / output.name
     try:
-        result, meta = _fit(cfg, dist, algo, params)
+        result, meta = _fit(cfg, dist, algo, params, str(staged))
         if dist.is_main:
-            check_llc_output(cfg.output)
+            check_llc_output(staged)
             check_metrics(result.get("metrics") or {})
     except BaseException as exc:
         if dist.is_main:
-            for path in targets:              # what this run wrote is not valid: put back or remove
-                if path not in kept and path.exists():
-                    path.unlink()
-            _restore(kept)
-            if isinstance(exc, UserError) and kept:
+            shutil.rmtree(stage, ignore_errors=True)
+            if isinstance(exc, UserError) and output.exists():
                 raise UserError(f"{exc}; the previous {cfg.output} was kept") from None
         raise
-    _release(kept)
     if dist.enabled:
         print(f"rank {dist.rank}/{dist.world_size}: parameters sha256 {result.get('param_digest')}", flush=True)
     if not dist.is_main:
         return
-    report = Path(cfg.report_dir or str(Path(cfg.output).with_suffix("")) + "_report")
-    sections = [s for s in (exploration_reporter(cfg, meta, cfg.output, log=print),
-                            diagnostics_reporter(cfg, meta, cfg.output, log=print)) if s]
+    report_stage = None
     try:
-        write_report(report, result, cfg.output, video_recorder(cfg, meta, result, cfg.output, log=print),
-                     sections)
-    except Exception as exc:             # the LLC is written and checked; a report problem must not lose it
-        print(f"warning: the report {report}/ could not be written ({type(exc).__name__}: {exc}); "
-              f"{cfg.output} is complete")
-        print(f"wrote {cfg.output} ({result['metrics']})")
-        return
+        report_stage = atomic.staging_dir(report)
+        sections = [s for s in (exploration_reporter(cfg, meta, str(staged), log=print),
+                                diagnostics_reporter(cfg, meta, str(staged), log=print)) if s]
+        write_report(report_stage, result, str(staged), video_recorder(cfg, meta, result, str(staged), log=print),
+                     sections, shown=str(cfg.output))
+        pairs = [(staged, output), (report_stage, report)]
+        if algo == "ldse":
+            from isaacgymenvs_hrl.skills.ldse import encoder_path
+            pairs.insert(1, (encoder_path(staged), encoder_path(output)))
+        atomic.commit_together(pairs)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if report_stage is not None and report_stage.exists():
+            shutil.rmtree(report_stage, ignore_errors=True)
     print(f"wrote {cfg.output} and {report}/ ({result['metrics']})")
 
 
-def _fit(cfg: DictConfig, dist, algo: str, params: dict):
-    """Load the dataset and train ``algo``; the algorithm writes the LLC to ``cfg.output``."""
+def _fit(cfg: DictConfig, dist, algo: str, params: dict, output: str):
+    """Load the dataset and train ``algo``; the algorithm writes the LLC to ``output``."""
     log = tqdm.write if dist.is_main else (lambda *_: None)
     if algo == "bc":
         from isaacgymenvs_hrl.skills.bc import BCConfig, train_bc
         bc_cfg = make_config(BCConfig, params)
         data, meta = load_dataset(cfg.dataset, require_slices=list(bc_cfg.policy_obs) + list(bc_cfg.condition_on))
         meta["path"] = str(cfg.dataset)
-        result = train_bc(data, meta, bc_cfg, cfg.output, log=log)
+        result = train_bc(data, meta, bc_cfg, output, log=log)
     elif algo in ALGORITHMS:
         module, cls_name, fn_name = ALGORITHMS[algo]
         module = importlib.import_module(module)
         algo_cfg = make_config(getattr(module, cls_name), params)
         data, meta = load_dataset(cfg.dataset)
         meta["path"] = str(cfg.dataset)
-        result = getattr(module, fn_name)(data, meta, algo_cfg, cfg.output, log=log, progress=dist.is_main)
+        result = getattr(module, fn_name)(data, meta, algo_cfg, output, log=log, progress=dist.is_main)
     else:
         raise UserError(f"skills algorithm '{algo}' is not implemented; available: "
                         f"{['bc', *ALGORITHMS]}")

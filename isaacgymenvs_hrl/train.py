@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from isaacgymenvs_hrl.errors import UserError, exit_on_user_error
 from isaacgymenvs_hrl.paths import CFG_DIR
 from isaacgymenvs_hrl.sim import ENGINES, ISAAC_GYM_ENGINES
-from isaacgymenvs_hrl.utils.config import (as_bool, as_float, as_int, check_device, check_seed,
+from isaacgymenvs_hrl.utils.config import (as_bool, as_float, as_int, check_device, check_run_name, check_seed,
                                            check_task_cfg, register_resolvers, resolve)
 
 register_resolvers()
@@ -82,6 +82,11 @@ def validate(cfg: DictConfig) -> dict:
         raise UserError(f"task '{task_name}' has no implementation here; available: "
                         f"{', '.join(sorted(isaacgym_task_map))}")
     check_task_cfg(c["task"])
+    if c.get("experiment", ""):                   # names a folder under the runs folder: never a path
+        check_run_name(c["experiment"], "experiment")
+    train_name = ((c["train"].get("params") or {}).get("config") or {}).get("name")
+    if train_name is not None:
+        check_run_name(train_name, "train.params.config.name")
 
     if c["test"] and not c["checkpoint"]:
         raise UserError("test=True plays a trained policy: give it with checkpoint=PATH/TO/model.pth")
@@ -199,10 +204,18 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
 
     # a run that fails before its first checkpoint leaves no run folder behind (test runs write none)
     keep_dir = not c["test"] or c["capture_video"]
-    created = keep_dir and not run_dir.exists()
-    if keep_dir:
+    created = keep_dir and rank == 0
+    if created:                   # exclusively: a run of the same name and second gets <name>_2
+        from isaacgymenvs_hrl.utils.atomic import new_dir, write_text
+        claimed = new_dir(run_dir)
+        if claimed != run_dir:
+            run_dir, run_name = claimed, claimed.name
+            conf["full_experiment_name"] = run_name
+            if c["capture_video"]:              # its recorder points at the other run's folder
+                first_env.pop().close()
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(c)))
+    elif keep_dir:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(c)))
     register_env(create_env)
     observer = HealthObserver(actions_per_step=steps if llc is not None else 1,
                               max_seconds=float(c["max_time"]) if c.get("max_time", "") != "" else None,

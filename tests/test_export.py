@@ -230,7 +230,8 @@ def test_llc_converted_with_wrap_module_exports_with_parity(tmp_path):
                       action={"dim": 21, "control_type": "joint_position"},
                       latent={"dim": 4, "normalization": "sphere", "modes": ["continuous"]},
                       default_steps=5, control_dt=0.02)
-    run, log, _ = record_hierarchical(write_run(tmp_path, "external", [f"task.env.llc.checkpoint={llc}"]))
+    run, log, _ = record_hierarchical(write_run(tmp_path, "external", [f"task.env.llc.checkpoint={llc}",
+                                                                      "++task.env.llc.trust_code=True"]))
     out, _ = export_policy(run, tmp_path / "external.onnx")
     assert replay(ExportedPolicy(out), log) <= TOL
 

@@ -570,7 +570,7 @@ def test_wrap_module_matches_the_original(tmp_path, source):
         src = module
     ex_obs, ex_z = torch.randn(2, PROPRIO), torch.randn(2, 6)
     path = wrap_module(tmp_path / "wrapped.pt", src, ex_obs, ex_z, provenance={"algorithm": "ext"}, **WRAP_KW)
-    llc = load_llc(path)
+    llc = load_llc(path, trust_code=True)
     assert llc.spec["architecture"]["policy"]["type"] == "torchscript"
     assert llc.spec["provenance"] == {"algorithm": "ext"}
     obs, z = torch.randn(64, PROPRIO), torch.randn(64, 6)

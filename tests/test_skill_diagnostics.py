@@ -159,7 +159,7 @@ def test_rollouts_name_and_separate_held_latents_in_franka_stack(tmp_path):
                        action={"dim": 5, "control_type": "ee_delta", "scale": 1.0, "squash": "clip"},
                        latent={"dim": 1, "normalization": "none", "scale": 1.0, "modes": ["continuous"]},
                        default_steps=5, control_dt=task.dt)
-    llc = load_llc(path)
+    llc = load_llc(path, trust_code=True)
     ro = skill_rollouts(task, llc, steps=20, num_latents=4, seed=0)
     hl = torch.rand(4, 1, generator=torch.Generator().manual_seed(1)) * 2 - 1           # the conditions drawn
     for i, r in enumerate(ro["per_condition"].values()):

@@ -53,7 +53,7 @@ def proprio_llc(tmp_path, task):
                        action={"dim": task.num_actions, "control_type": task.spec.control_type},
                        latent={"dim": 2, "modes": ["continuous"], "normalization": "none"},
                        default_steps=3, control_dt=task.spec.control_dt)
-    return load_llc(path), Net()
+    return load_llc(path, trust_code=True), Net()
 
 
 def test_every_task_declares_its_spec():

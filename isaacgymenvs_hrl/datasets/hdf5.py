@@ -86,15 +86,21 @@ def load_dataset(path: str | os.PathLike, require_slices=()) -> tuple[dict, dict
             data["obs"] = {k: f["obs"][k][()] for k in f["obs"].keys()} if "obs" in f else {}
         except OSError as exc:
             raise DatasetError(f"dataset {path} is corrupt: {exc}") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"dataset {path}: the 'metadata' attribute is not a JSON object")
+    for key, ndim in (("observations", 2), ("actions", 2), ("rewards", 1), ("terminals", 1), ("timeouts", 1)):
+        if np.ndim(data[key]) != ndim:
+            raise DatasetError(f"dataset {path}: /{key} has shape {np.shape(data[key])}, expected {ndim} "
+                               f"dimension{'s' if ndim > 1 else ''} (steps{', width' if ndim > 1 else ''})")
     n = len(data["observations"])
     for k in [k for k in data if k != "obs"]:
         if len(data[k]) != n:
             raise DatasetError(f"dataset {path}: '{k}' has {len(data[k])} rows, observations have {n}")
     layout = meta.get("obs_layout", [])
+    views = dataset_views(meta)
     if sum(s for _, s in layout) != data["observations"].shape[1]:
         raise DatasetError(f"dataset {path}: metadata obs_layout {layout} does not add up to the "
                            f"observation width {data['observations'].shape[1]}")
-    views = dataset_views(meta)
     have = set(views)
     lacking = [s for s in require_slices if s not in have]
     if lacking:
@@ -102,15 +108,17 @@ def load_dataset(path: str | os.PathLike, require_slices=()) -> tuple[dict, dict
                            "collect it from a task whose layout includes them")
     if n == 0:
         raise DatasetError(f"dataset {path} has 0 rows; collect it again with hrl-collect (num_episodes >= 1)")
-    for key in ("observations", "actions", "rewards"):
-        if not np.isfinite(np.asarray(data[key], dtype=np.float64)).all():
-            raise DatasetError(f"dataset {path} contains NaN or infinite values in /{key}")
+    check_arrays(data, f"dataset {path}")
     for name, values in data["obs"].items():
         if len(values) != n:
             raise DatasetError(f"dataset {path}: '/obs/{name}' has {len(values)} rows, observations have {n}")
         if not np.isfinite(np.asarray(values, dtype=np.float64)).all():
             raise DatasetError(f"dataset {path} contains NaN or infinite values in /obs/{name}; an "
                                "algorithm reading that slice would learn NaN weights. Collect it again")
+        if name in views and not np.array_equal(values, data["observations"][:, views[name]]):
+            raise DatasetError(f"dataset {path}: /obs/{name} differs from its columns {views[name].start}:"
+                               f"{views[name].stop} of /observations (obs_layout); the file was edited. "
+                               "Write it again with write_dataset")
     for view, sl in views.items():      # "slice.field" views of the stored slices
         base = view.split(".", 1)[0]
         if base != view and base in data["obs"]:
@@ -119,11 +127,40 @@ def load_dataset(path: str | os.PathLike, require_slices=()) -> tuple[dict, dict
     return data, meta
 
 
+def check_arrays(data: dict, where: str) -> None:
+    """What every reader relies on: numeric arrays, finite values, actions in the tasks' box
+    [-1, 1], at least two steps and at least one episode end."""
+    n = len(data["observations"])
+    for key in D4RL_KEYS:
+        kind = np.asarray(data[key]).dtype.kind
+        if kind not in ("b" if key in ("terminals", "timeouts") else "") + "biuf":
+            raise DatasetError(f"{where}: /{key} holds {np.asarray(data[key]).dtype} values, numbers are "
+                               "needed; convert the source arrays")
+    for key in ("observations", "actions", "rewards"):
+        if not np.isfinite(np.asarray(data[key], dtype=np.float64)).all():
+            raise DatasetError(f"{where} contains NaN or infinite values in /{key}")
+    if n < 2:
+        raise DatasetError(f"{where} has {n} step; at least 2 are needed (training and validation rows)")
+    worst = float(np.abs(np.asarray(data["actions"], np.float64)).max())
+    if worst > 1.0 + 1e-3:
+        raise DatasetError(f"{where}: /actions reach {worst:g}, the tasks' actions lie in [-1, 1]; rescale "
+                           "them to that box (an LLC squashes its actions into it)")
+    if not np.logical_or(data["terminals"], data["timeouts"]).any():
+        raise DatasetError(f"{where}: no step ends an episode (/terminals and /timeouts are all False); set "
+                           "the flag at the last step of every episode")
+
+
 def dataset_views(meta: dict) -> dict:
     """{name: slice} of the dataset's observation slices and their ``slice.field`` parts."""
     from ..tasks.base.spec import view_ranges
+    layout = meta.get("obs_layout") or []
+    entry_ok = lambda e: (isinstance(e, (list, tuple)) and len(e) == 2 and isinstance(e[0], str)
+                          and isinstance(e[1], (int, np.integer)) and not isinstance(e[1], bool) and e[1] > 0)
+    if not isinstance(layout, (list, tuple)) or not all(map(entry_ok, layout)):
+        raise DatasetError(f"dataset metadata: obs_layout must be [[name, size], ...] with positive integer "
+                           f"sizes, got {layout!r}")
     try:
-        return view_ranges(meta.get("obs_layout") or [], meta.get("obs_fields"))
+        return view_ranges(layout, meta.get("obs_fields"))
     except ValueError as exc:
         raise DatasetError(f"dataset metadata: {exc}") from None
 

@@ -39,7 +39,8 @@ import h5py
 import numpy as np
 
 from ..errors import UserError, exit_on_user_error
-from .hdf5 import D4RL_KEYS, DatasetError, write_dataset
+from ..utils.config import as_bool, as_float
+from .hdf5 import D4RL_KEYS, DatasetError, check_arrays, write_dataset
 
 MINARI_MAIN = "main_data.hdf5"
 MINARI_META = "metadata.json"
@@ -131,10 +132,10 @@ def read_d4rl(path: str | Path, include_infos: bool = False) -> tuple[dict, dict
             if include_infos:
                 for name, node in infos.items():
                     data[f"infos.{name}"] = node[()]
-    n = len(data["observations"])
+    n = len(data["observations"]) if np.ndim(data["observations"]) else 0
     for k, v in data.items():
-        if len(v) != n:
-            raise DatasetError(f"D4RL-style file {path}: '{k}' has {len(v)} rows, observations have {n}")
+        if np.ndim(v) == 0 or len(v) != n:
+            raise DatasetError(f"D4RL-style file {path}: '{k}' has shape {np.shape(v)}, observations have {n} rows")
     if "timeouts" not in data:
         data["timeouts"] = np.zeros(n, bool)
         source["timeouts"] = "absent in the source: all False"
@@ -282,6 +283,9 @@ def convert(data: dict, found: dict, *, task: str | None = None, obs_layout=None
     """Arrays and metadata in this project's format from what a reader found."""
     from ..utils.provenance import provenance
 
+    for key in D4RL_KEYS:                  # numbers only: bytes or strings are refused, not parsed
+        if np.asarray(data[key]).dtype.kind not in "biuf":
+            raise DatasetError(f"the source's /{key} holds {np.asarray(data[key]).dtype} values, numbers are needed")
     obs = np.asarray(data["observations"], dtype=np.float32)
     if obs.ndim == 1:
         obs = obs[:, None]
@@ -300,7 +304,8 @@ def convert(data: dict, found: dict, *, task: str | None = None, obs_layout=None
            "terminals": terminals, "timeouts": timeouts}
     out.update({k: v for k, v in data.items() if k.startswith("infos.")})
 
-    prior = source.pop("project_metadata", None) or {}
+    prior = source.pop("project_metadata", None)
+    prior = prior if isinstance(prior, dict) else {}
     meta = {k: prior[k] for k in ("task", "obs_layout", "control_dt", "control_type", "task_family",
                                   "task_config") if prior.get(k) is not None}
     if found.get("obs_layout"):
@@ -318,12 +323,10 @@ def convert(data: dict, found: dict, *, task: str | None = None, obs_layout=None
                                        "obs_layout")
     for key, value in (("control_dt", control_dt), ("control_type", control_type), ("task_family", task_family)):
         if value is not None and value != "":
-            meta[key] = float(value) if key == "control_dt" else str(value)
+            meta[key] = as_float(value, key, low=0.0, low_open=True, hint=" (seconds per control step)") \
+                if key == "control_dt" else str(value)
     meta["num_actions"] = int(act.shape[1])
-    if not np.isfinite(obs).all() or not np.isfinite(act).all():
-        raise DatasetError("the source dataset contains NaN or infinite observations/actions")
-    if np.abs(act).max(initial=0.0) > 1.0 + 1e-6:
-        source["actions_outside_unit_box"] = float(np.abs(act).max())
+    check_arrays(out, "the source dataset")
     meta.update(provenance(source=source))
     return out, meta
 
@@ -333,6 +336,9 @@ def import_dataset(source: str | Path, output: str | Path, *, fmt: str = "auto",
                    include_infos: bool = False) -> tuple[Path, dict]:
     """Read a D4RL-style file or a Minari directory and write it in this project's format.
     Returns (written path, metadata)."""
+    from ..utils.atomic import check_not_input, check_writable
+    check_writable(output, "output", example="data.hdf5")
+    check_not_input(output, {"source": Path(source).expanduser()})
     fmt = detect_format(source) if fmt in ("auto", "", None) else fmt
     if fmt == "d4rl":
         data, found = read_d4rl(source, include_infos)
@@ -398,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
         args["source"], args["output"], fmt=str(args.get("format") or "auto"), task=args.get("task") or None,
         obs_layout=args.get("obs_layout") or None, control_dt=args.get("control_dt"),
         control_type=args.get("control_type"), task_family=args.get("task_family"),
-        include_infos=bool(args.get("infos", False)))
+        include_infos=as_bool(args.get("infos", False), "infos"))
     from .hdf5 import load_dataset
     data, _ = load_dataset(path)
     ends = int(data["terminals"].sum() + data["timeouts"].sum())

@@ -43,6 +43,24 @@ def sim_robot(meta: dict, physics_engine: str = "mujoco", latency: dict | None =
     return SimRobot(task, lat if lat is not None and lat.enabled else None)
 
 
+def check_settings(cfg: DictConfig) -> None:
+    """Every number and path of the command, before the policy or the robot is touched."""
+    from isaacgymenvs_hrl.sim import ENGINES
+    from isaacgymenvs_hrl.utils.atomic import check_not_input, check_writable
+    from isaacgymenvs_hrl.utils.config import as_float, as_int
+    if cfg.rate_hz not in ("", None):
+        as_float(cfg.rate_hz, "rate_hz", low=1.0, high=10000.0, hint=" (Hz; '' = the policy's own rate)")
+    as_float(cfg.duration_s, "duration_s", low=0.0, low_open=True, hint=" (seconds)")
+    as_float(cfg.spin_s, "spin_s", low=0.0, high=1.0, hint=" (seconds spun before each deadline)")
+    as_int(cfg.seed, "seed")
+    as_int(cfg.torch_threads or 0, "torch_threads", low=0)
+    if cfg.physics_engine not in ENGINES:
+        raise UserError(f"physics_engine={cfg.physics_engine}: choose one of {', '.join(ENGINES)}")
+    if cfg.report:
+        check_writable(cfg.report, "report", example="deploy.json")
+        check_not_input(cfg.report, {"policy": cfg.policy, "policy metadata": f"{cfg.policy}.json"}, "report")
+
+
 @hydra.main(version_base="1.1", config_name="deploy", config_path=str(CFG_DIR))
 @exit_on_user_error
 def main_hydra(cfg: DictConfig) -> None:
@@ -55,6 +73,7 @@ def main_hydra(cfg: DictConfig) -> None:
     if cfg.robot != "sim":
         raise UserError(f"robot={cfg.robot}: only the simulator stand-in (robot=sim) ships here; for hardware "
                         "implement isaacgymenvs_hrl.deploy.RobotInterface and call deploy.run_loop")
+    check_settings(cfg)
     if int(cfg.torch_threads or 0) > 0:
         torch.set_num_threads(int(cfg.torch_threads))
     torch.manual_seed(int(cfg.seed))
@@ -69,12 +88,10 @@ def main_hydra(cfg: DictConfig) -> None:
     if robot.returns:
         print(f"episodes finished: {len(robot.returns)}, mean return {sum(robot.returns) / len(robot.returns):.2f}")
     if cfg.report:
-        from isaacgymenvs_hrl.utils.atomic import commit, tmp_path
+        from isaacgymenvs_hrl.utils.atomic import write_text
         path = Path(cfg.report)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_path(path)
-        tmp.write_text(json.dumps({**report.to_dict(), "policy": str(cfg.policy)}, indent=2) + "\n")
-        commit(tmp, path)
+        write_text(path, json.dumps({**report.to_dict(), "policy": str(cfg.policy)}, indent=2) + "\n")
         print(f"wrote {path}")
 
 

@@ -29,8 +29,6 @@ def verify(module, in_specs, path, samples: int, hl_high: int) -> float:
     from .exporter import example_inputs
     from .runtime import ExportedPolicy
 
-    if samples <= 0:
-        return float("nan")
     policy = ExportedPolicy(path)
     inputs = list(example_inputs(in_specs, batch=samples, seed=1, hl_high=hl_high))
     names = [s[0] for s in in_specs]
@@ -67,19 +65,28 @@ def main_hydra(cfg: DictConfig) -> None:
         raise UserError(f"format={cfg.format}: choose one of {', '.join(FORMATS)}")
     if cfg.part not in PARTS:
         raise UserError(f"part={cfg.part}: choose one of {', '.join(PARTS)}")
-    if int(cfg.torch_threads or 0) > 0:
+    from isaacgymenvs_hrl.utils.atomic import check_not_input, check_writable
+    from isaacgymenvs_hrl.utils.config import as_int
+    samples = as_int(cfg.verify_samples, "verify_samples", low=0, hint=" (0 skips the check)")
+    if int(as_int(cfg.torch_threads or 0, "torch_threads", low=0)) > 0:
         torch.set_num_threads(int(cfg.torch_threads))
     output = Path(cfg.output) if cfg.output else default_output(cfg.checkpoint, cfg.part, cfg.format)
-    from isaacgymenvs_hrl.utils.atomic import check_writable
     check_writable(output, "output", "policy.onnx" if cfg.format == "onnx" else "policy.pt")
+    from .run import run_config_path
+    for out in (output, Path(f"{output}.json")):       # the policy file and its metadata
+        check_not_input(out, {"checkpoint": cfg.checkpoint, "run config": run_config_path(cfg.checkpoint)})
     run = load_run(cfg.checkpoint)
+    if run.llc_path is not None:
+        check_not_input(output, {"the run's LLC": run.llc_path})
     path, meta_path = export_policy(run, output, fmt=cfg.format, part=cfg.part)
-    module, in_specs, _ = build_part(run, cfg.part)
-    diff = verify(module, in_specs, path, int(cfg.verify_samples),
-                  int(getattr(run.env.action_space, "n", 2) or 2))
     kind = f"hierarchical ({run.mode}, k={run.steps})" if run.hierarchical else "flat"
+    if samples == 0:
+        print(f"wrote {path} ({cfg.format}, part={cfg.part}, {kind}) and {meta_path}; not verified (verify_samples=0)")
+        return
+    module, in_specs, _ = build_part(run, cfg.part)
+    diff = verify(module, in_specs, path, samples, int(getattr(run.env.action_space, "n", 2) or 2))
     print(f"wrote {path} ({cfg.format}, part={cfg.part}, {kind}) and {meta_path}; "
-          f"max |exported - torch| on {cfg.verify_samples} random observations: {diff:.2e}")
+          f"max |exported - torch| on {samples} random observations: {diff:.2e}")
 
 
 def main() -> None:

@@ -103,7 +103,8 @@ def wrap_hierarchical(task, cfg: dict, llc=None):
         raise ExportError(f"the run's LLC checkpoint task.env.llc.checkpoint={llc_path} is not found; the "
                           "export bundles the frozen LLC, so restore that file (or run hrl-export from the "
                           "folder hrl-train ran in, if the path is relative)")
-    llc = llc if llc is not None else load_llc(llc_path)
+    # the run's own trust setting: a TorchScript LLC it was trained with only loads where it said so
+    llc = llc if llc is not None else load_llc(llc_path, trust_code=llc_cfg.get("trust_code") is True)
     steps = llc.spec["default_steps"] if llc_cfg.get("steps") in (None, "") else int(llc_cfg["steps"])
     mode = llc_cfg.get("mode", "continuous")
     env = LatentSkillEnv(task, llc, mode=mode, steps=steps, hl_obs=llc_cfg.get("hl_obs") or None,

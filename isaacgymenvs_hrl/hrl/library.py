@@ -12,11 +12,13 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import UserError, exit_on_user_error
+from ..utils.atomic import check_inside
 
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 MANIFEST = LIBRARY_DIR / "manifest.json"
@@ -46,7 +48,40 @@ def load_manifest(manifest: Path = MANIFEST) -> dict:
                            "reinstall the package or rebuild it with benchmarks/build_skill_library.sh") from None
     if not isinstance(blob, dict) or blob.get("format") != MANIFEST_FORMAT or not isinstance(blob.get("entries"), dict):
         raise LibraryError(f"{manifest} is not a skill library manifest (format '{MANIFEST_FORMAT}')")
+    for name, entry in blob["entries"].items():
+        check_name(name)
+        if not isinstance(entry, dict) or entry.get("kind") not in ("llc", "policy"):
+            raise LibraryError(f"manifest entry '{name}': 'kind' must be llc or policy; rebuild the manifest")
+        for where, record in ((name, entry), *(((f"{name}.encoder", entry.get("encoder")),)
+                                               if isinstance(entry, dict) and "encoder" in entry else ())):
+            _check_record(record, where, manifest)
     return blob["entries"]
+
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*")
+
+
+def check_name(name: str) -> str:
+    """A library name is a relative path of plain parts (``humanoid/walk_bc``): nothing absolute,
+    no '..', so its file stays inside the library."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name.split("/") or len(name) > 120:
+        raise LibraryError(f"library name {name!r}: use letters, digits, '_', '-', '.' in parts joined by '/', "
+                           "e.g. humanoid/walk_bc (no '..', no leading '/', at most 120 characters)")
+    return name
+
+
+def _check_record(record, where: str, manifest: Path) -> None:
+    """A manifest record names a file inside the library, with an integer size and a sha256."""
+    if not isinstance(record, dict):
+        raise LibraryError(f"manifest entry '{where}' is not an object; rebuild the manifest")
+    file, size, digest = record.get("file"), record.get("size"), record.get("sha256")
+    if not isinstance(file, str):
+        raise LibraryError(f"manifest entry '{where}': 'file' must be a path inside the library, got {file!r}")
+    check_inside(file, manifest.parent, f"manifest entry '{where}' file", file, LibraryError)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise LibraryError(f"manifest entry '{where}': 'size' must be an integer number of bytes, got {size!r}")
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise LibraryError(f"manifest entry '{where}': 'sha256' must be 64 hex digits, got {digest!r}")
 
 
 def verify(name: str, manifest: Path = MANIFEST) -> Path:
@@ -87,10 +122,10 @@ def resolve(name_or_path: str | os.PathLike, kind: str | None = None) -> Path:
     return path
 
 
-def describe_llc(path: Path) -> dict:
+def describe_llc(path: Path, trust_code: bool = False) -> dict:
     """The manifest's description fields, read from an LLC checkpoint's own spec."""
     from .llc_checkpoint import load_llc
-    spec = load_llc(path).spec
+    spec = load_llc(path, trust_code=trust_code).spec
     return {"robot_family": spec["task_family"], "modes": list(spec["latent"]["modes"]),
             "latent_dim": int(spec["latent"]["dim"]), "default_steps": int(spec["default_steps"]),
             "control_dt": float(spec["control_dt"]), "control_type": spec["action"]["control_type"],
@@ -100,18 +135,26 @@ def describe_llc(path: Path) -> dict:
 
 
 def add(name: str, file: str | os.PathLike, kind: str, command: str, seed: int, dataset: str | None = None,
-        description: str = "", metrics: dict | None = None, manifest: Path = MANIFEST, **extra) -> dict:
+        description: str = "", metrics: dict | None = None, manifest: Path = MANIFEST, trust_code: bool = False,
+        **extra) -> dict:
     """Copy ``file`` into the library as ``name`` and record it (atomic manifest rewrite)."""
     import shutil
 
     from ..utils.atomic import commit, tmp_path
     from ..utils.provenance import code_version
+    check_name(name)
+    if kind not in ("llc", "policy"):
+        raise LibraryError(f"kind={kind!r}: choose llc or policy")
     src = Path(file)
     if not src.is_file():
         raise LibraryError(f"cannot add '{name}': {src} is not a file")
+    if dataset and not Path(dataset).is_file():
+        raise LibraryError(f"cannot add '{name}': its dataset {dataset} is not a file")
+    if kind == "llc":
+        describe_llc(src, trust_code)          # a file that does not load is refused before anything is copied
     suffix = ".llc.pt" if kind == "llc" else ".pth"
     rel = Path(name + suffix)
-    dst = manifest.parent / rel
+    dst = check_inside(rel, manifest.parent, "name", name, LibraryError)
     dst.parent.mkdir(parents=True, exist_ok=True)
 
     def copy_in(source: Path, target: Path) -> None:     # fsynced, then renamed into place
@@ -121,14 +164,14 @@ def add(name: str, file: str | os.PathLike, kind: str, command: str, seed: int, 
     copy_in(src, dst)
     run_cfg = src.parent.parent / "config.yaml"       # an rl-games policy's network is described there
     if kind == "policy" and run_cfg.is_file():
-        shutil.copyfile(run_cfg, dst.with_name(Path(name).name + ".yaml"))
+        copy_in(run_cfg, dst.with_name(Path(name).name + ".yaml"))
     entry = {"kind": kind, "file": str(rel), "sha256": sha256(dst), "size": dst.stat().st_size,
              "description": description, "command": command, "seed": int(seed), "commit": code_version(),
              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra}
     if dataset:
         entry["dataset"] = {"file": Path(dataset).name, "sha256": sha256(dataset)}
     if kind == "llc":
-        entry.update(describe_llc(dst))
+        entry.update(describe_llc(dst, trust_code))
         from ..skills.ldse import encoder_path
         if encoder_path(src).is_file():
             enc = encoder_path(dst)
@@ -174,6 +217,7 @@ def main(argv=None) -> None:
     a.add_argument("--description", default="")
     a.add_argument("--metrics", default="{}", help="JSON object of measured metrics")
     a.add_argument("--task", default=None, help="policies: the task it acts in")
+    a.add_argument("--trust-code", action="store_true", help="accept an LLC whose policy is TorchScript (code)")
     args = p.parse_args(argv)
     entries = load_manifest()
     if args.cmd in (None, "list"):
@@ -188,8 +232,14 @@ def main(argv=None) -> None:
         print(json.dumps(entries[args.name], indent=1))
     else:
         extra = {"task": args.task} if args.task else {}
+        try:
+            metrics = json.loads(args.metrics)
+        except ValueError:
+            metrics = None
+        if not isinstance(metrics, dict):
+            raise LibraryError(f"--metrics must be a JSON object, e.g. '{{\"success\": 0.9}}', got {args.metrics!r}")
         entry = add(args.name, args.file, args.kind, args.command, args.seed, args.dataset, args.description,
-                    json.loads(args.metrics), **extra)
+                    metrics, trust_code=args.trust_code, **extra)
         print(f"added {args.name}: {entry['file']} ({entry['size']} bytes, sha256 {entry['sha256'][:12]})")
 
 

@@ -39,6 +39,7 @@ from .networks import ARCHITECTURES, build
 FORMAT = "isaacgymenvs_hrl.llc"
 FORMAT_VERSION = 1
 NORMALIZATIONS = ("sphere", "tanh", "clip", "none")
+SQUASHES = ("clip", "tanh")
 
 
 class LLCError(UserError, ValueError):
@@ -84,9 +85,57 @@ def check_spec(spec: dict) -> None:
     if "multires" in modes and not _require(spec, "latent.multires.horizons"):
         raise LLCError("latent.multires.horizons: expected a list of horizons, found an empty one")
     for part, arch in spec["architecture"].items():
-        if arch["type"] != "torchscript" and arch["type"] not in ARCHITECTURES:
-            raise LLCError(f"architecture.{part}.type: expected one of "
-                           f"{sorted(ARCHITECTURES) + ['torchscript']}, found '{arch['type']}'")
+        allowed = sorted(ARCHITECTURES) + (["torchscript"] if part == "policy" else [])
+        if not isinstance(arch, dict) or arch.get("type") not in allowed:
+            raise LLCError(f"architecture.{part}.type: expected one of {allowed}, found "
+                           f"{arch.get('type') if isinstance(arch, dict) else arch!r}")
+    _check_values(spec)
+
+
+def _number(spec: dict, path: str, low: float, integer: bool = False, low_open: bool = False):
+    """The spec field at ``path``: a (positive) number, or one LLCError naming it."""
+    value = _require(spec, path)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (not integer or float(value).is_integer()) and (value > low if low_open else value >= low)
+    if not ok:
+        want = "an integer" if integer else "a number"
+        raise LLCError(f"{path}: expected {want} {'>' if low_open else '>='} {low:g}, found {value!r}")
+    return value
+
+
+def _check_values(spec: dict) -> None:
+    """Types and ranges of the fields every reader uses (a bad one would fail or mislead later)."""
+    _number(spec, "default_steps", 1, integer=True)
+    _number(spec, "control_dt", 0, low_open=True)
+    _number(spec, "action.dim", 1, integer=True)
+    _number(spec, "latent.dim", 0, integer=True)
+    for path in ("action.scale", "latent.scale"):
+        if _field(spec, path) is not None:
+            _number(spec, path, 0, low_open=True)
+    squash = spec["action"].get("squash", "clip")
+    if squash not in SQUASHES:
+        raise LLCError(f"action.squash: expected one of {list(SQUASHES)}, found {squash!r}")
+    for part, slices in spec["obs"].items():
+        if not isinstance(slices, list) or not all(isinstance(e, (list, tuple)) and len(e) == 2 and isinstance(e[0], str)
+                                                   and isinstance(e[1], int) and e[1] > 0 for e in slices):
+            raise LLCError(f"obs.{part}: expected [[slice name, positive size], ...], found {slices!r}")
+    meaning = spec["latent"].get("meaning") or {}
+    d = int(spec["latent"]["dim"])
+    for key in ("center", "half_range"):
+        if key in meaning:
+            values = meaning[key]
+            ok = isinstance(values, list) and len(values) == d and all(
+                isinstance(v, (int, float)) and math.isfinite(v) and (key == "center" or v > 0) for v in values)
+            if not ok:
+                want = "positive numbers" if key == "half_range" else "finite numbers"
+                raise LLCError(f"latent.meaning.{key}: expected {d} {want}, found {values!r}")
+
+
+def _field(spec: dict, path: str):
+    node = spec
+    for key in path.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
 
 
 def _module_to_bytes(module: nn.Module) -> bytes:
@@ -179,9 +228,10 @@ def _load_weights(module: nn.Module, state: dict, part: str) -> None:
                        "was edited or written by another version") from None
 
 
-def load_llc(path: str | os.PathLike, device: str = "cpu") -> LowLevelController:
+def load_llc(path: str | os.PathLike, device: str = "cpu", trust_code: bool = False) -> LowLevelController:
     """Load, check and freeze an LLC (eval mode, no gradients, on ``device``). ``path`` may be a
-    skill library name (``humanoid/walk_bc``): its shipped file is verified against the manifest."""
+    skill library name (``humanoid/walk_bc``): its shipped file is verified against the manifest.
+    A TorchScript policy is code, run at every control step: it loads only with ``trust_code=True``."""
     from .library import resolve
     path = resolve(path, kind="llc")
     if not path.is_file():
@@ -207,6 +257,10 @@ def load_llc(path: str | os.PathLike, device: str = "cpu") -> LowLevelController
 
     arch = spec["architecture"]
     if arch["policy"]["type"] == "torchscript":
+        if not trust_code:
+            raise LLCError(f"{path} holds a TorchScript policy, which is code that runs at every control step; "
+                           "it is refused unless you trust the file's source: task.env.llc.trust_code=True "
+                           "(load_llc(..., trust_code=True))")
         try:
             policy = torch.jit.load(io.BytesIO(weights["policy"]), map_location="cpu")
         except Exception as exc:

@@ -67,7 +67,7 @@ def as_int(value, key: str, low: int | None = None, allow_empty: bool = False, h
 
 
 def as_float(value, key: str, low: float | None = None, high: float | None = None, low_open: bool = False,
-             allow_inf: bool = False, hint: str = ""):
+             allow_inf: bool = False, hint: str = "", high_open: bool = False):
     """A real-valued setting; numeric strings such as '3e-4' (YAML 1.1 reads them as text) are accepted."""
     num = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -81,13 +81,13 @@ def as_float(value, key: str, low: float | None = None, high: float | None = Non
     if not bad and low is not None:
         bad = num <= low if low_open else num < low
     if not bad and high is not None:
-        bad = num > high
+        bad = num >= high if high_open else num > high
     if bad:
         rng = []
         if low is not None:
             rng.append(f"{'>' if low_open else '>='} {low:g}")
         if high is not None:
-            rng.append(f"<= {high:g}")
+            rng.append(f"{'<' if high_open else '<='} {high:g}")
         want = "a number" + (f" {' and '.join(rng)}" if rng else "")
         raise UserError(f"{key} must be {want}, got {value!r}{hint}")
     return num
@@ -120,6 +120,16 @@ def check_device(value, key: str) -> str:
 
 def check_seed(value, key: str = "seed") -> int:
     return as_int(value, key, low=-1, hint=" (-1 picks a random seed)")
+
+
+def check_run_name(value, key: str) -> str:
+    """A name that becomes one folder under the runs folder: a single plain part, never a path."""
+    text = str(value)
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+=,-]*", text) or len(text) > 120:
+        raise UserError(f"{key}={text[:60] + '...' if len(text) > 60 else text!r} must be a plain folder name: "
+                        f"letters, digits and _ . + = , - (no '/', no '..'), at most 120 characters "
+                        f"(it has {len(text)})")
+    return text
 
 
 def check_task_cfg(task: dict, prefix: str = "task") -> None:
@@ -156,6 +166,8 @@ def check_task_cfg(task: dict, prefix: str = "task") -> None:
             as_int(llc["steps"], f"{prefix}.env.llc.steps", hint=" ('' = the checkpoint's default)")
         if "gamma" in llc:
             as_float(llc["gamma"], f"{prefix}.env.llc.gamma", low=0.0, high=1.0)
+        if "trust_code" in llc:                  # True lets a TorchScript LLC (code) load
+            as_bool(llc["trust_code"], f"{prefix}.env.llc.trust_code")
     demo = env.get("demoResets") or {}
     if isinstance(demo, dict) and "fraction" in demo:
         as_float(demo["fraction"], f"{prefix}.env.demoResets.fraction", low=0.0, high=1.0,

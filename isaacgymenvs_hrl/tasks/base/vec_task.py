@@ -24,6 +24,7 @@ size and meaning, control type and rate, reward terms and the privileged ``state
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from collections import OrderedDict
 
@@ -66,8 +67,24 @@ def _get(cfg: dict, path: str, default=None, required: bool = False):
     return node
 
 
+def _checked_reset_idx(fn):
+    """A task's ``reset_idx`` behind the env-id check: ``reset_idx(-1)`` would otherwise reset the
+    last env, and a float id would be truncated."""
+    @functools.wraps(fn)
+    def reset_idx(self, env_ids):
+        return fn(self, self.check_env_ids(env_ids))
+    reset_idx.checked = True
+    return reset_idx
+
+
 class VecTask(abc.ABC):
     """Base of every task. Subclasses set ``mjcf_path`` and fill the hooks below."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        fn = cls.__dict__.get("reset_idx")
+        if fn is not None and not getattr(fn, "checked", False):
+            cls.reset_idx = _checked_reset_idx(fn)
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
     default_ctrl_ramp_chunks = 1     # env.ctrlRampChunks: see _simulate
@@ -240,7 +257,31 @@ class VecTask(abc.ABC):
         return self.num_agents
 
     # ---- the step -----------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if getattr(self, "_closed", False):
+            raise TaskConfigError(f"{type(self).__name__} was closed (close()); its simulator is gone, build a new task")
+
+    def check_env_ids(self, env_ids) -> torch.Tensor:
+        """``env_ids`` as a long tensor on the task's device; floats, negative ids and ids past the
+        last env are refused."""
+        try:
+            ids = env_ids if torch.is_tensor(env_ids) else torch.as_tensor(np.asarray(env_ids))
+        except (TypeError, ValueError, RuntimeError):
+            ids = None
+        if ids is None or ids.device.type == "meta" or (ids.numel() and (ids.dtype == torch.bool or ids.is_floating_point()
+                                                                        or ids.is_complex())):
+            raise TaskConfigError(f"env ids must be integers in [0, {self.num_envs - 1}], got {env_ids!r}")
+        ids = ids.to(self.device, torch.long).view(-1)
+        if ids.numel() and bool(((ids < 0) | (ids >= self.num_envs)).any()):
+            bad = ids[(ids < 0) | (ids >= self.num_envs)].tolist()
+            raise TaskConfigError(f"env ids must lie in [0, {self.num_envs - 1}] ({self.num_envs} envs), got {bad[:5]}")
+        return ids
+
     def step(self, actions: torch.Tensor):
+        self._check_open()
+        if torch.is_tensor(actions) and actions.device.type == "meta":
+            raise TaskConfigError("actions are on the meta device, which holds no values; pass a tensor "
+                                  f"with values (on {self.rl_device})")
         kind = actions.dtype if torch.is_tensor(actions) else np.asarray(actions).dtype
         if kind in (torch.bool, torch.complex64, torch.complex128) or getattr(kind, "kind", None) in ("b", "c"):
             raise TaskConfigError(f"actions must be real numbers (float), got dtype {kind}; convert them, "
@@ -338,11 +379,12 @@ class VecTask(abc.ABC):
     def reset(self, env_ids=None) -> dict:
         """Start new episodes for ``env_ids`` (every env when None) and return the observations:
         the only reset path. Only the reset envs' rows get new observation noise."""
+        self._check_open()
         if env_ids is None:
             self._start_episodes(torch.arange(self.num_envs, device=self.device))
             self._observe()
         else:
-            env_ids = torch.as_tensor(env_ids, device=self.device, dtype=torch.long).view(-1)
+            env_ids = self.check_env_ids(env_ids)
             if len(env_ids) > 0:
                 self._start_episodes(env_ids)
                 self._observe(env_ids)
@@ -373,11 +415,16 @@ class VecTask(abc.ABC):
 
     def obs_slice(self, obs: torch.Tensor, names) -> torch.Tensor:
         """The named observation slices or fields of ``obs`` (..., num_obs), concatenated in ``names`` order."""
+        names = [names] if isinstance(names, str) else list(names)
+        unknown = [n for n in names if n not in self.obs_views]
+        if unknown:
+            raise TaskConfigError(f"unknown observation slice(s) {unknown}; {type(self).__name__} has {list(self.obs_views)}")
         return torch.cat([obs[..., self.obs_views[n]] for n in names], dim=-1)
 
     # ---- rendering ----------------------------------------------------------------------
     def render(self, mode: str = "rgb_array", env_id: int = 0):
         """RGB frame of one env from MuJoCo's offscreen renderer (EGL or OSMesa when headless)."""
+        self._check_open()
         from ...utils.render import render_env
         return render_env(self, env_id)
 
@@ -391,4 +438,6 @@ class VecTask(abc.ABC):
         pass
 
     def close(self) -> None:
-        self.engine.close()
+        if not getattr(self, "_closed", False):
+            self.engine.close()
+        self._closed = True
