@@ -50,11 +50,11 @@ def test_max_time_ends_training_with_a_checkpoint(tmp_path, monkeypatch, capsys)
 
 
 def test_discrete_high_level_run_is_summarized(tmp_path, monkeypatch, capsys):
-    """A HeLMS-cat high level (rl-games' discrete actor returns logits, not mus) is evaluated too."""
+    """FrankaStackHRL's default, a discrete high level anchored to HeLMS' skill prior (rl-games'
+    discrete actor returns logits, not mus), is evaluated too."""
     monkeypatch.chdir(tmp_path)
     status, out, err = train_in_process(
         ["task=FrankaStackHRL", "num_envs=4", "max_iterations=1", "task.env.episodeLength=20",
-         "task.env.llc.checkpoint=franka/stack_helms", "task.env.llc.mode=discrete", "train=HRLDiscretePPO",
          "train.params.config.horizon_length=8", "train.params.config.minibatch_size=32", "eval_summary=True"],
         capsys)
     assert status == 0, out[-3000:]

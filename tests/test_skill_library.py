@@ -125,13 +125,16 @@ def test_listing_command_prints_the_table():
     assert json.loads(shown.stdout)["sha256"] == ENTRIES[LLCS[0]]["sha256"]
 
 
-FRANKA_HRL = [("franka/stack_ldse", []), ("franka/stack_npmp", []),
-              ("franka/stack_mrs", ["task.env.llc.mode=multires"]),
-              ("franka/stack_helms", ["task.env.llc.mode=discrete", "train=HRLDiscretePPO"]),
-              ("franka/stack_helms", ["task.env.llc.mode=mixture", "train=HRLMixturePPO"])]
+UNANCHORED = ["task.env.llc.prior=False"]
+FRANKA_HRL = [("franka/stack_ldse", ["task.env.llc.mode=continuous", *UNANCHORED, "train=FrankaStackPPO"]),
+              ("franka/stack_npmp", ["task.env.llc.mode=continuous", *UNANCHORED, "train=FrankaStackPPO"]),
+              ("franka/stack_mrs", ["task.env.llc.mode=multires", *UNANCHORED, "train=FrankaStackPPO"]),
+              ("franka/stack_helms", []),                                  # the default: anchored to the prior
+              ("franka/stack_helms", [*UNANCHORED, "train=HRLDiscretePPO"]),
+              ("franka/stack_helms", ["task.env.llc.mode=mixture", *UNANCHORED, "train=HRLMixturePPO"])]
 
 
-@pytest.mark.parametrize("name,extra", FRANKA_HRL, ids=[f"{n}:{e[0] if e else 'continuous'}" for n, e in FRANKA_HRL])
+@pytest.mark.parametrize("name,extra", FRANKA_HRL, ids=[f"{n}:{e[0] if e else 'anchored'}" for n, e in FRANKA_HRL])
 def test_franka_stack_hrl_trains_over_each_shipped_llc(tmp_path, name, extra):
     """hrl-train task=FrankaStackHRL with the LLC swapped by name trains and checkpoints (one epoch).
     franka/stack_bc has no latent (a flat baseline policy), so there is no high level to train."""
@@ -155,7 +158,7 @@ def test_franka_stack_hrl_starts_from_the_shipped_skill_prior(tmp_path):
                              cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert collect.returncode == 0, collect.stderr[-1500:]
     args = [sys.executable, "-m", "isaacgymenvs_hrl.train", "task=FrankaStackHRL", "task.env.llc.checkpoint=franka/stack_helms",
-            "task.env.llc.mode=discrete", "train=HRLDiscretePPO", "task.env.llc.match_init=data.hdf5",
+            "task.env.llc.mode=discrete", *UNANCHORED, "train=HRLDiscretePPO", "task.env.llc.match_init=data.hdf5",
             "task.env.llc.match_epochs=5", "task.env.llc.match_warmup=2", "num_envs=4", "max_iterations=3",
             "train.params.config.horizon_length=8", "train.params.config.minibatch_size=32", "headless=True"]
     res = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)

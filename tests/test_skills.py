@@ -406,7 +406,7 @@ def test_skill_matching_pretrains_the_high_level_actor(tiny, tmp_path):
     obs, targets = matched_targets(data, llc, matcher, ["proprio", "objects"], k=4)
     assert obs.shape[1] == data["observations"].shape[1] and targets.shape == (len(obs), 3)
     assert targets.abs().max() <= 1.0 and targets.var(0).mean() > 1e-4
-    params = to_dict(compose_config(["task=FrankaStackHRL"]).train)["params"]
+    params = to_dict(compose_config(["task=FrankaStackHRL", "train=FrankaStackPPO"]).train)["params"]
     net = build_network(params, obs.shape[1], 3)
     before = float(((net.a2c_network({"obs": net.norm_obs(obs)})[0] - targets) ** 2).mean())
     mse = pretrain_actor(net, obs, targets, epochs=30, log=lambda *_: None)

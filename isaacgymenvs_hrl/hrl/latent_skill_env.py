@@ -33,7 +33,8 @@ REWARD_AGGREGATIONS = ("sum", "mean", "smdp")
 
 class LatentSkillEnv:
     def __init__(self, task, llc: LowLevelController, mode: str = "continuous", steps: int | None = None,
-                 hl_obs: list | None = None, reward: str = "mean", llc_gamma: float = 0.99):
+                 hl_obs: list | None = None, reward: str = "mean", llc_gamma: float = 0.99,
+                 prior: bool = False):
         if reward not in REWARD_AGGREGATIONS:
             raise UserError(f"task.env.llc.reward must be one of {REWARD_AGGREGATIONS}, got '{reward}'")
         if task.auto_reset:
@@ -49,7 +50,19 @@ class LatentSkillEnv:
         self.hl_obs_names = list(hl_obs or task.obs_slices)
         self.num_envs, self.device, self.rl_device = task.num_envs, task.device, task.rl_device
         sizes = task.spec.view_sizes()
-        self.obs_slices, self.num_obs = named_slices({name: sizes[name] for name in self.hl_obs_names})
+        views = {name: sizes[name] for name in self.hl_obs_names}
+        self.prior = bool(prior)
+        if self.prior:
+            if mode != "discrete" or llc.skill_prior is None:
+                raise UserError(f"task.env.llc.prior=True anchors a discrete high level to the LLC's learned skill "
+                                f"prior; {getattr(llc, 'path', 'this LLC')} in mode '{mode}' has "
+                                f"{'no skill prior' if llc.skill_prior is None else 'one, but the mode is not discrete'}"
+                                ": use an LLC with a skill prior (e.g. franka/stack_helms) with "
+                                "task.env.llc.mode=discrete, or set task.env.llc.prior=False")
+            views["skill_log_prior"] = llc.num_skills
+        self.obs_slices, self.num_obs = named_slices(views)
+        # each env's skill of its last decision; -1: the next decision is its episode's first
+        self.previous_skill = torch.full((self.num_envs,), -1, dtype=torch.long, device=self.device)
         self.num_states = 0
         self.observation_space = spaces.Box(-np.inf, np.inf, (self.num_obs,), dtype=np.float32)
         self.action_space = llc.hl_action_space(mode)
@@ -64,6 +77,8 @@ class LatentSkillEnv:
         self.hl_latency = Latency.high_level_from_task_config(task.cfg, self.num_envs, self.device)
         # what a mixture high level's trainer needs of the frozen LLC (rl-games reads it from env info)
         self.hl_action_info = None
+        if self.prior:
+            self.hl_action_info = {"prior": {"kind": "categorical", "dim": llc.num_skills}}
         if mode == "mixture":
             self.hl_action_info = {"num_skills": llc.num_skills, "latent_scale": llc.latent_scale,
                                    "prior_mean": llc.prior_mean.clone(), "prior_std": llc.prior_std.clone()}
@@ -72,8 +87,15 @@ class LatentSkillEnv:
     def get_number_of_agents(self):
         return 1
 
+    def skill_log_prior(self) -> torch.Tensor:
+        """log p(y_t | y_{t-1}, x_t) (N, K) for every env's next decision, on the state the LLC reads."""
+        mid_obs = self.task.obs_slice(self.task.obs_processed, self.llc.mid_obs_names)
+        return self.llc.skill_log_prior(mid_obs, self.previous_skill).clamp_min(-30.0)
+
     def _hl_obs(self, env_ids=None) -> dict:
         obs = self.task.obs_slice(self.task.obs_dict["obs"], self.hl_obs_names)
+        if self.prior:
+            obs = torch.cat([obs, self.skill_log_prior().to(obs.device)], dim=-1)
         if self.hl_latency is not None:
             if env_ids is None:                       # one decision for every env: push
                 obs = self.hl_latency.delay_observations(obs)
@@ -88,6 +110,7 @@ class LatentSkillEnv:
         self.task.reset(env_ids)
         if env_ids is not None:
             env_ids = torch.as_tensor(env_ids, device=self.device, dtype=torch.long).view(-1)
+        self.previous_skill[slice(None) if env_ids is None else env_ids] = -1
         if self.hl_latency is not None:
             self.hl_latency.reset(torch.arange(self.num_envs, device=self.device) if env_ids is None else env_ids)
         return self._hl_obs(env_ids)
@@ -135,6 +158,8 @@ class LatentSkillEnv:
 
         done_ids = done.nonzero(as_tuple=False).squeeze(-1)
         task.reset(done_ids)
+        if choice is not None:
+            self.previous_skill = torch.where(done, -1, choice.to(self.device))
         if self.hl_latency is not None:
             self.hl_latency.reset(done_ids)
         self.extras = {k: v for k, v in task.extras.items() if k != "time_outs"}

@@ -1,0 +1,100 @@
+"""The prior-anchored high level (``learning/prior_agent.py``) over the shipped HeLMS skills.
+
+Real FrankaStack on C MuJoCo, the real shipped ``franka/stack_helms`` with its learned skill prior,
+rl-games' own model builder and PPO. The untrained high level must *be* the prior on real
+observations (also after its input normalizer has moved), training must move it away from the prior
+by a measured KL, and the KL coefficient must follow its target.
+"""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from isaacgymenvs_hrl.errors import UserError
+from isaacgymenvs_hrl.hrl import LatentSkillEnv, load_llc
+from isaacgymenvs_hrl.learning.checkpoints import load_checkpoint
+from isaacgymenvs_hrl.learning.evaluation import build_network, latest_checkpoint
+from isaacgymenvs_hrl.learning.prior_agent import categorical_kl, register
+from isaacgymenvs_hrl.tasks import isaacgym_task_map
+from isaacgymenvs_hrl.utils.config import to_dict
+from isaacgymenvs_hrl.utils.task_config import compose_config, load_task_config
+
+
+def stack_env(num_envs: int, mode: str = "discrete", prior: bool = True) -> LatentSkillEnv:
+    cfg = load_task_config("FrankaStack", [f"num_envs={num_envs}", "num_threads=1"])
+    torch.manual_seed(0)
+    task = isaacgym_task_map["FrankaStack"](cfg=cfg, rl_device="cpu", sim_device="cpu", graphics_device_id=0,
+                                            headless=True, virtual_screen_capture=False, force_render=False,
+                                            auto_reset=False)
+    return LatentSkillEnv(task, load_llc("franka/stack_helms"), mode=mode, prior=prior)
+
+
+def test_the_untrained_high_level_is_the_skill_prior_on_real_observations():
+    env = stack_env(8)
+    k = env.llc.num_skills
+    params = to_dict(compose_config(["task=FrankaStackHRL"]).train)["params"]
+    register()
+    model = build_network(params, env.num_obs, k)
+    gen = torch.Generator().manual_seed(0)
+    obs = [env.reset()["obs"]]
+    for _ in range(6):                         # later decisions: the previous skill is set
+        obs.append(env.step(torch.randint(k, (env.num_envs,), generator=gen))[0]["obs"].clone())
+    obs = torch.cat(obs)
+    # the prior computed independently, from the LLC and each env's state and previous skill
+    assert env.previous_skill.min() >= 0
+    mid = env.task.obs_slice(env.task.obs_processed, env.llc.mid_obs_names)
+    expected = env.llc.skill_log_prior(mid, env.previous_skill)
+    assert torch.allclose(obs[-env.num_envs:, -k:], expected.clamp_min(-30.0), atol=1e-6)
+    # move the input normalizer as training would (rl-games updates it in train mode)
+    model.train()
+    for _ in range(3):
+        model({"is_train": False, "obs": obs * 3.0 + 1.0, "prev_actions": None, "rnn_states": None})
+    model.eval()
+    with torch.no_grad():
+        logits = model({"is_train": False, "obs": obs, "prev_actions": None, "rnn_states": None})["logits"]
+    kl = categorical_kl(logits, obs[:, -k:])
+    assert kl.max() < 1e-6, kl.max()
+    # a high level that ignored the prior would be far from it: the check can fail
+    assert categorical_kl(torch.zeros_like(logits), obs[:, -k:]).mean() > 0.05
+
+
+def test_prior_needs_discrete_skills_with_a_prior():
+    with pytest.raises(UserError, match="task.env.llc.prior=True"):
+        stack_env(2, mode="mixture")
+
+
+def _train(tmp_path, *extra):
+    args = [sys.executable, "-m", "isaacgymenvs_hrl.train", "task=FrankaStackHRL", "num_envs=8", "seed=0",
+            "train.params.config.horizon_length=16", "train.params.config.minibatch_size=64",
+            "task.env.episodeLength=40", "headless=True", *extra]
+    return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def test_training_moves_the_high_level_off_the_prior_and_tunes_the_kl_coefficient(tmp_path):
+    res = _train(tmp_path, "max_iterations=4", "experiment=anchored",
+                 "train.params.config.hrl_prior.kl_coef=0.05", "train.params.config.hrl_prior.target_kl=1e-6",
+                 "train.params.config.learning_rate=3e-3")
+    assert res.returncode == 0, (res.stdout + res.stderr)[-2000:]
+    (run,) = tmp_path.glob("runs/anchored_*")
+    state = load_checkpoint(latest_checkpoint(run))
+    # the KL was above its (tiny) target at every minibatch, so the coefficient rose from 0.05
+    assert float(state["hrl_prior_log_coef"]) > math.log(0.05) + 1e-3
+    # the residual's last layer left zero: the policy is no longer exactly the prior
+    assert state["model"]["a2c_network.logits.weight"].abs().max() > 0
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["task.env.llc.prior=False"], "hrl_prior_discrete anchors the high level"),
+    (["train=HRLDiscretePPO"], "needs train.params.algo.name=hrl_prior_discrete"),
+    (["train.params.config.hrl_prior.kl_coef=-1"], "kl_coef"),
+])
+def test_bad_prior_settings_get_one_line(tmp_path, extra, expected):
+    res = _train(tmp_path, "max_iterations=1", *extra)
+    assert res.returncode != 0
+    assert expected in res.stderr + res.stdout and "Traceback" not in res.stderr, res.stderr[-1500:]
