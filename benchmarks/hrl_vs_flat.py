@@ -1,6 +1,10 @@
-"""High level over each shipped humanoid LLC against flat PPO from scratch, at equal environment
-steps (control steps), on HumanoidLocation and HumanoidHeading; each run ends with hrl-train's
-deterministic evaluation (``eval_summary=True``), and this script prints one table.
+"""High level over each shipped LLC against flat PPO from scratch, at equal environment steps
+(control steps) or equal wall clock, on HumanoidLocation, HumanoidHeading and FrankaStack; each run
+ends with hrl-train's deterministic evaluation (``eval_summary=True``), and this script prints one
+table (``--png`` also draws the training success against control steps and against wall clock).
+
+    python benchmarks/hrl_vs_flat.py --work stack --tasks FrankaStack --reward dense --max-time 720 \
+        --seeds 0 1 2 --jobs 2 --png docs/results/img/stack_dense.png
 
     python benchmarks/hrl_vs_flat.py --work hrl_vs_flat --hl-iters 100 --seeds 0 1 2 --jobs 2
     python benchmarks/hrl_vs_flat.py --work hrl_vs_flat --max-time 600 --seeds 0 --jobs 2   # equal wall clock
@@ -26,22 +30,69 @@ from pathlib import Path
 import numpy as np
 
 LLCS = ("humanoid/walk_bc", "humanoid/walk_npmp", "humanoid/walk_ldse")
-COLUMNS = ("targets_reached_per_episode", "heading_error_per_episode", "speed_error_per_episode",
-           "falls_per_episode", "return_per_episode")
+# FrankaStackHRL's own defaults: franka/stack_helms, discrete, anchored to its skill prior
+TASK_LLCS = {"FrankaStack": ("franka/stack_helms",)}
+COLUMNS = ("success_per_episode", "targets_reached_per_episode", "heading_error_per_episode",
+           "speed_error_per_episode", "falls_per_episode", "return_per_episode")
 
 
-def conditions(task: str, hl_iters: int, k: int = 5, max_time: float | None = None, llcs=LLCS, flat=True):
+def conditions(task: str, hl_iters: int, k: int = 5, max_time: float | None = None, llcs=None, flat=True,
+               reward: str | None = None):
     """Equal control steps (``hl_iters`` high-level epochs against ``k`` times as many flat ones), or
-    with ``max_time`` equal wall clock: every run trains for that many seconds."""
+    with ``max_time`` equal wall clock: every run trains for that many seconds. ``reward`` sets
+    FrankaStack's task.env.rewardType (dense, staged, sparse) for both arms."""
     budget = (lambda iters: [f"max_iterations={iters}"]) if max_time is None else \
         (lambda iters: ["max_iterations=1000000", f"max_time={max_time:g}"])
     suffix = "" if max_time is None else f" ({max_time:g} s)"
-    for llc in llcs:
+    shared = [f"task.env.rewardType={reward}"] if reward else []
+    if reward:
+        suffix = f", {reward}{suffix}"
+    for llc in (TASK_LLCS.get(task, LLCS) if llcs is None else llcs):
         yield f"{task} HL over {llc}{suffix}", [f"task={task}HRL", f"task.env.llc.checkpoint={llc}",
-                                                f"task.env.llc.steps={k}", *budget(hl_iters)]
+                                                f"task.env.llc.steps={k}", *shared, *budget(hl_iters)]
     if flat:
-        yield f"{task} flat PPO{suffix}", [f"task={task}", "num_envs=64", "train.params.config.minibatch_size=512",
-                                           *budget(hl_iters * k)]
+        size = [] if task in TASK_LLCS else ["num_envs=64", "train.params.config.minibatch_size=512"]
+        yield f"{task} flat PPO{suffix}", [f"task={task}", *size, *shared, *budget(hl_iters * k)]
+
+
+def plot_curves(work: Path, runs: list, png: Path, window: int = 10) -> None:
+    """Training success (Episode/success, the epoch's ended episodes) against control steps and
+    against wall clock, every run of every condition, a moving mean over ``window`` epochs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import yaml
+    from isaacgymenvs_hrl.tools.plot import read_scalars
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colors = {}
+    for name, _, seed in runs:
+        folders = sorted((run_dir(work, name, seed) / "runs").glob("*"))
+        if not folders:
+            continue
+        points = read_scalars(folders[-1:]).get("Episode/success", [])
+        if not points:
+            continue
+        cfg = yaml.safe_load((folders[-1] / "config.yaml").read_text())
+        conf, env = cfg["train"]["params"]["config"], cfg["task"]["env"]
+        k = int(env["llc"]["steps"] or 5) if env.get("llc", {}).get("checkpoint") else 1
+        per_epoch = int(env["numEnvs"]) * int(conf["horizon_length"]) * k
+        epochs = np.array([p[0] for p in points], dtype=float)
+        wall = np.array([p[1] for p in points]) - points[0][1]
+        value = np.convolve([p[2] for p in points], np.ones(window) / window, mode="same")
+        color = colors.setdefault(name, f"C{len(colors)}")
+        label = name if seed == runs[0][2] else None
+        axes[0].plot(epochs * per_epoch / 1e6, value, color=color, label=label, lw=1)
+        axes[1].plot(wall / 60, value, color=color, label=label, lw=1)
+    axes[0].set_xlabel("control steps (millions)")
+    axes[1].set_xlabel("wall clock (minutes)")
+    for ax in axes:
+        ax.set_ylabel("training success (episodes that ended)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
 
 
 def run_dir(work: Path, name: str, seed: int) -> Path:
@@ -110,8 +161,13 @@ def main(argv=None):
     p.add_argument("--seeds", nargs="*", type=int, default=[0])
     p.add_argument("--max-time", type=float, default=None,
                    help="equal wall clock instead: every run trains this many seconds (hrl-train max_time)")
-    p.add_argument("--llcs", nargs="*", default=list(LLCS), help="library names or paths of the LLCs")
+    p.add_argument("--llcs", nargs="*", default=None, help="library names or paths of the LLCs "
+                   "(default: the humanoid walking skills; FrankaStack: franka/stack_helms)")
+    p.add_argument("--reward", default=None, choices=("dense", "staged", "sparse"),
+                   help="FrankaStack's task.env.rewardType for both arms")
+    p.add_argument("--png", default=None, help="also draw the training success curves to this file")
     p.add_argument("--no-flat", dest="flat", action="store_false", help="only the high levels")
+    p.add_argument("--no-hl", dest="llcs", action="store_const", const=[], help="only flat PPO")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, one thread each when > 1")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args(argv)
@@ -120,7 +176,7 @@ def main(argv=None):
     log = lambda s: print(s, flush=True)
     runs = [(name, cmd, seed) for seed in args.seeds for task in args.tasks
             for name, cmd in conditions(task, args.hl_iters, max_time=args.max_time, llcs=args.llcs,
-                                                   flat=args.flat)]
+                                        flat=args.flat, reward=args.reward)]
     if args.report_only:
         found = [run_dir(work, name, seed) / "result.json" for name, _, seed in runs]
         results = [json.loads(f.read_text()) for f in found if f.is_file()]
@@ -135,6 +191,9 @@ def main(argv=None):
                     log(table([r]).splitlines()[-1])
     text = table(results) + "\n\ntrained, over seeds:\n\n" + across_seeds(results) if results else "no results"
     (work / "table.md").write_text(text + "\n")
+    if args.png:
+        plot_curves(work, runs, Path(args.png))
+        log(f"learning curves: {args.png}")
     log("\nuntrained -> trained, deterministic, every env from a reset for one episode length:\n" + text)
 
 

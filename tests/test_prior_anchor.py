@@ -19,7 +19,7 @@ from isaacgymenvs_hrl.errors import UserError
 from isaacgymenvs_hrl.hrl import LatentSkillEnv, load_llc
 from isaacgymenvs_hrl.learning.checkpoints import load_checkpoint
 from isaacgymenvs_hrl.learning.evaluation import build_network, latest_checkpoint
-from isaacgymenvs_hrl.learning.prior_agent import categorical_kl, register
+from isaacgymenvs_hrl.learning.prior_agent import EliteReplay, categorical_kl, register
 from isaacgymenvs_hrl.tasks import isaacgym_task_map
 from isaacgymenvs_hrl.utils.config import to_dict
 from isaacgymenvs_hrl.utils.task_config import compose_config, load_task_config
@@ -79,7 +79,8 @@ def _train(tmp_path, *extra):
 def test_training_moves_the_high_level_off_the_prior_and_tunes_the_kl_coefficient(tmp_path):
     res = _train(tmp_path, "max_iterations=4", "experiment=anchored",
                  "train.params.config.hrl_prior.kl_coef=0.05", "train.params.config.hrl_prior.target_kl=1e-6",
-                 "train.params.config.learning_rate=3e-3")
+                 "train.params.config.learning_rate=3e-3", "train.params.config.hrl_prior.replay_coef=1.0",
+                 "train.params.config.hrl_prior.replay_batch=16")
     assert res.returncode == 0, (res.stdout + res.stderr)[-2000:]
     (run,) = tmp_path.glob("runs/anchored_*")
     state = load_checkpoint(latest_checkpoint(run))
@@ -87,6 +88,33 @@ def test_training_moves_the_high_level_off_the_prior_and_tunes_the_kl_coefficien
     assert float(state["hrl_prior_log_coef"]) > math.log(0.05) + 1e-3
     # the residual's last layer left zero: the policy is no longer exactly the prior
     assert state["model"]["a2c_network.logits.weight"].abs().max() > 0
+    # ended episodes were screened and the best ones replayed
+    from isaacgymenvs_hrl.tools.plot import read_scalars
+    scalars = read_scalars([run])
+    assert scalars["hrl/replay_decisions"][-1][2] > 0 and scalars["hrl/kl_prior"][-1][2] > 0
+
+
+def test_elite_replay_keeps_only_the_best_recent_episodes():
+    """Four envs, episodes of different lengths and returns: only the top share joins the buffer,
+    with every one of its decisions and the actions taken; under a sparse reward a failure is none."""
+    replay = EliteReplay(num_envs=4, obs_dim=2, elite=0.25, size=100, window=8)
+    returns = torch.tensor([1.0, 5.0, 2.0, 3.0])
+    lengths = [3, 2, 4, 1]
+    for t in range(4):
+        obs = torch.stack([torch.tensor([float(e), float(t)]) for e in range(4)])
+        done = torch.tensor([t == lengths[e] - 1 for e in range(4)])
+        alive = torch.tensor([t < lengths[e] for e in range(4)])
+        replay.add(obs, torch.full((4,), 7 + t), torch.where(alive, returns / torch.tensor(lengths), 0.0), done)
+    # an elite is at least the 0.75 quantile of the episodes ended so far and above their median:
+    # env 3 (return 3, alone at step 0: its own median) does not qualify, env 1 (5 against {3, 5})
+    # does, env 0 (1) and env 2 (2) do not
+    assert sorted(set(replay.obs[:, 0].tolist())) == [1.0]
+    assert len(replay.obs) == lengths[1]
+    env1 = replay.obs[:, 0] == 1.0
+    assert replay.obs[env1, 1].tolist() == [0.0, 1.0] and replay.act[env1].tolist() == [7, 8]
+    sparse = EliteReplay(num_envs=8, obs_dim=1, elite=0.5, size=100)
+    sparse.add(torch.zeros(8, 1), torch.zeros(8), torch.tensor([0.0] * 7 + [1.0]), torch.ones(8))
+    assert len(sparse.obs) == 1
 
 
 @pytest.mark.parametrize("extra, expected", [

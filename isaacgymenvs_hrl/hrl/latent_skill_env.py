@@ -78,7 +78,8 @@ class LatentSkillEnv:
         # what a mixture high level's trainer needs of the frozen LLC (rl-games reads it from env info)
         self.hl_action_info = None
         if self.prior:
-            self.hl_action_info = {"prior": {"kind": "categorical", "dim": llc.num_skills}}
+            self.hl_action_info = {"prior": {"kind": "categorical", "dim": llc.num_skills,
+                                             "max_decisions": int(self.max_episode_length)}}
         if mode == "mixture":
             self.hl_action_info = {"num_skills": llc.num_skills, "latent_scale": llc.latent_scale,
                                    "prior_mean": llc.prior_mean.clone(), "prior_std": llc.prior_std.clone()}

@@ -11,7 +11,10 @@ transfer objective:
 - the entropy bonus is replaced by KL(pi || prior): the model reports -KL as its "entropy", so
   rl-games' own ``- entropy_coef * entropy`` term becomes ``+ coef * KL``;
 - the coefficient is fixed (``hrl_prior.kl_coef``) or, with ``hrl_prior.target_kl``, tuned after
-  every minibatch towards that divergence (SPiRL's rule: log coef += lr * (KL - target)).
+  every minibatch towards that divergence (SPiRL's rule: log coef += lr * (KL - target));
+- with ``hrl_prior.replay_coef`` > 0, the decisions of the best recent episodes (the top
+  ``replay_elite`` share by return) are kept and imitated after every PPO minibatch (self-imitation,
+  Oh et al. 2018): PPO sees a rare success once, an off-policy learner such as HeLMS' MPO replays it.
 """
 from __future__ import annotations
 
@@ -33,6 +36,10 @@ class PriorAnchoredBuilder(network_builder.A2CBuilder):
     class Network(network_builder.A2CBuilder.Network):
         def __init__(self, params, **kwargs):
             self.prior_dim = int(kwargs["actions_num"])
+            # > 1 flattens the anchor: more variation between decisions for PPO to learn from
+            self.prior_temperature = float(params.get("prior_temperature", 1.0))
+            if self.prior_temperature <= 0:
+                raise UserError(f"train.params.network.prior_temperature must be > 0, got {self.prior_temperature}")
             super().__init__(params, **kwargs)
             if not self.is_discrete:
                 raise UserError(f"network.name={NETWORK_NAME} is for a discrete high level (space.discrete)")
@@ -41,10 +48,14 @@ class PriorAnchoredBuilder(network_builder.A2CBuilder):
 
         def forward(self, obs_dict):
             obs, k = obs_dict["obs"], self.prior_dim
-            log_prior = torch.log_softmax(obs[..., -k:], dim=-1)
+            log_prior = self.anchor(obs[..., -k:])
             x = torch.cat([obs[..., :-k], log_prior.exp()], dim=-1)
             logits, value, states = super().forward({**obs_dict, "obs": x})
             return logits + log_prior, value, states
+
+        def anchor(self, log_prior: torch.Tensor) -> torch.Tensor:
+            """The distribution the policy starts as and is held near: the prior at the temperature."""
+            return torch.log_softmax(log_prior / self.prior_temperature, dim=-1)
 
     def build(self, name, **kwargs):
         return PriorAnchoredBuilder.Network(self.params, **kwargs)
@@ -70,8 +81,52 @@ class PriorAnchoredModel(models.ModelA2C):
             log_prior = input_dict["obs"][..., -self.a2c_network.prior_dim:]
             result = super().forward(input_dict)
             if input_dict.get("is_train", True):
-                result["entropy"] = -categorical_kl(result["logits"], log_prior)
+                result["entropy"] = -categorical_kl(result["logits"], self.a2c_network.anchor(log_prior))
             return result
+
+
+class EliteReplay:
+    """The (observation, action) pairs of the best recent episodes, collected over all envs at once.
+
+    Every env's decisions are kept until its episode ends; an ended episode whose return is at least
+    the (1 - elite) quantile of the last ``window`` ended episodes, and above their median, joins the
+    buffer (first in, first out, ``size`` decisions)."""
+
+    def __init__(self, num_envs: int, obs_dim: int, elite: float, size: int, window: int = 512,
+                 max_len: int = 1000, device="cpu"):
+        self.elite, self.size, self.max_len = elite, size, max_len
+        self.obs_hist = torch.zeros(max_len, num_envs, obs_dim, device=device)
+        self.act_hist = torch.zeros(max_len, num_envs, dtype=torch.long, device=device)
+        self.length = torch.zeros(num_envs, dtype=torch.long, device=device)
+        self.ret = torch.zeros(num_envs, device=device)
+        self.recent = torch.zeros(0, device=device)
+        self.window = window
+        self.obs = torch.zeros(0, obs_dim, device=device)
+        self.act = torch.zeros(0, dtype=torch.long, device=device)
+
+    def add(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor) -> None:
+        envs = torch.arange(len(obs), device=obs.device)
+        step = self.length.clamp_max(self.max_len - 1)          # an over-long episode keeps its last slot
+        self.obs_hist[step, envs] = obs
+        self.act_hist[step, envs] = actions.view(-1).long()
+        self.length += 1
+        self.ret += rewards.view(-1)
+        ended = dones.view(-1).bool().nonzero(as_tuple=False).view(-1)
+        if len(ended):
+            self.recent = torch.cat([self.recent, self.ret[ended]])[-self.window:]
+            # above the median too: under a sparse reward most returns are 0, and 0 is no elite
+            bar, median = torch.quantile(self.recent, 1.0 - self.elite), self.recent.median()
+            ret = self.ret[ended]
+            for e in ended[(ret >= bar) & (ret > median)].tolist():     # this step's few elite episodes
+                n = int(self.length[e].clamp_max(self.max_len))
+                self.obs = torch.cat([self.obs, self.obs_hist[:n, e]])[-self.size:]
+                self.act = torch.cat([self.act, self.act_hist[:n, e]])[-self.size:]
+            self.length[ended] = 0
+            self.ret[ended] = 0.0
+
+    def sample(self, batch: int, gen: torch.Generator):
+        idx = torch.randint(len(self.obs), (batch,), generator=gen).to(self.obs.device)
+        return self.obs[idx], self.act[idx]
 
 
 class PriorAnchoredAgent(DiscreteAgent):
@@ -97,7 +152,41 @@ class PriorAnchoredAgent(DiscreteAgent):
                             f"coef_lr ({self.coef_lr}) must be > 0 (leave target_kl empty for a fixed coefficient)")
         self.log_coef = math.log(coef)
         self.entropy_coef = coef
-        self._kls = []
+        self._kls, self._replay_ces = [], []
+        self.replay_coef = float(cfg.get("replay_coef", 0.0))
+        self.replay_batch = int(cfg.get("replay_batch", 256))
+        elite, size = float(cfg.get("replay_elite", 0.05)), int(cfg.get("replay_size", 20000))
+        if self.replay_coef < 0 or not 0 < elite <= 1 or size < 1 or self.replay_batch < 1:
+            raise UserError(f"train.params.config.hrl_prior: replay_coef ({self.replay_coef}) must be >= 0, "
+                            f"replay_elite ({elite}) in (0, 1], replay_size ({size}) and replay_batch "
+                            f"({self.replay_batch}) >= 1")
+        self.replay = EliteReplay(self.num_actors, self.obs_shape[0], elite, size,
+                                  max_len=int(info.get("max_decisions", 1000)) + 1, device=self.ppo_device) \
+            if self.replay_coef > 0 else None
+        self._replay_gen = torch.Generator().manual_seed(int(params.get("seed", 0) or 0))
+
+    def env_step(self, actions):
+        obs_before = self.obs["obs"].clone() if self.replay is not None else None
+        obs, rewards, dones, infos = super().env_step(actions)
+        if self.replay is not None:
+            self.replay.add(obs_before, actions, rewards, dones)
+        return obs, rewards, dones, infos
+
+    def _imitate_elites(self) -> None:
+        """One gradient step of cross-entropy towards the elite episodes' choices."""
+        obs, actions = self.replay.sample(self.replay_batch, self._replay_gen)
+        rms = getattr(self.model, "running_mean_std", None)
+        if rms is not None:
+            rms.eval()                              # replayed observations must not move the normalizer
+        out = self.model({"is_train": True, "prev_actions": actions, "obs": obs})
+        if rms is not None:
+            rms.train()
+        ce = out["prev_neglogp"].mean()
+        self.optimizer.zero_grad()
+        (self.replay_coef * ce).backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_norm)
+        self.optimizer.step()
+        self._replay_ces.append(float(ce.detach()))
 
     def train_actor_critic(self, input_dict):
         result = super().train_actor_critic(input_dict)
@@ -107,6 +196,8 @@ class PriorAnchoredAgent(DiscreteAgent):
             self.log_coef = min(max(self.log_coef + self.coef_lr * (kl - self.target_kl), math.log(1e-5)),
                                 math.log(10.0))
             self.entropy_coef = math.exp(self.log_coef)
+        if self.replay is not None and len(self.replay.obs) >= self.replay_batch:
+            self._imitate_elites()
         return result
 
     def train_epoch(self):
@@ -115,6 +206,10 @@ class PriorAnchoredAgent(DiscreteAgent):
             self.writer.add_scalar("hrl/kl_prior", sum(self._kls) / len(self._kls), self.frame)
             self.writer.add_scalar("hrl/kl_coef", self.entropy_coef, self.frame)
             self._kls = []
+        if self._replay_ces:
+            self.writer.add_scalar("hrl/replay_cross_entropy", sum(self._replay_ces) / len(self._replay_ces), self.frame)
+            self.writer.add_scalar("hrl/replay_decisions", len(self.replay.obs), self.frame)
+            self._replay_ces = []
         return out
 
     def get_full_state_weights(self):
