@@ -1,41 +1,33 @@
-"""isaacgymenvs_hrl: hierarchical RL over frozen skills on IsaacGymEnvs-style MuJoCo tasks."""
+"""Thin setuptools shim: the metadata, dependencies and extras are in pyproject.toml.
+
+What stays here is what TOML cannot say: cfg/ (Hydra's config folder) and assets/ (the MJCF files)
+live at the repository root, where a checkout and an editable install read them, and ship inside
+the wheel as ``isaacgymenvs_hrl/cfg`` and ``isaacgymenvs_hrl/assets`` (``paths.py`` finds either).
+"""
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
+HERE = Path(__file__).resolve().parent
+DATA_FOLDERS = {"isaacgymenvs_hrl.cfg": "cfg", "isaacgymenvs_hrl.assets": "assets"}
+
+
+def data_packages() -> dict:
+    """{package name: folder} for every folder under cfg/ and assets/."""
+    out = {}
+    for package, folder in DATA_FOLDERS.items():
+        root = HERE / folder
+        for sub in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
+            parts = sub.relative_to(root).parts
+            out[".".join((package, *parts))] = Path(folder, *parts).as_posix()
+    return out
+
+
+DATA = data_packages()
 setup(
-    name="isaacgymenvs_hrl",
-    version="0.1.0",
-    description="IsaacGymEnvs-style tasks on MuJoCo / MuJoCo Warp with frozen low-level skill controllers",
-    packages=find_packages(include=["isaacgymenvs_hrl", "isaacgymenvs_hrl.*"]),
+    packages=find_packages(include=["isaacgymenvs_hrl", "isaacgymenvs_hrl.*"]) + list(DATA),
+    package_dir=DATA,
     package_data={"isaacgymenvs_hrl": ["pretrained/manifest.json", "pretrained/*/*.pt", "pretrained/*/*.pth",
-                                       "pretrained/*/*.yaml"]},
-    python_requires=">=3.10",
-    install_requires=[
-        "torch>=2.4",           # install the CPU or CUDA build you want first; CI pins torch==2.13.0 CPU
-        "numpy",
-        "mujoco>=3.3",
-        "mujoco-warp",
-        "warp-lang",
-        "rl-games>=1.6.5",
-        "hydra-core>=1.3",
-        "omegaconf>=2.3",
-        "gymnasium>=1.0",
-        "tensorboard",
-        "h5py",
-        "imageio",
-        "imageio-ffmpeg",
-        "matplotlib",
-        "tqdm",
-        "pyyaml",
-    ],
-    # test: onnx/onnxruntime so that the export parity tests run, not skip
-    extras_require={"test": ["pytest", "onnx", "onnxruntime"], "export": ["onnx", "onnxruntime"]},
-    entry_points={"console_scripts": [
-        "hrl-train=isaacgymenvs_hrl.train:main",
-        "hrl-collect=isaacgymenvs_hrl.collect:main",
-        "hrl-skills=isaacgymenvs_hrl.skills_cli:main",
-        "hrl-import-dataset=isaacgymenvs_hrl.datasets.importers:main",
-        "hrl-library=isaacgymenvs_hrl.hrl.library:main",
-        "hrl-export=isaacgymenvs_hrl.export.cli:main",
-        "hrl-deploy=isaacgymenvs_hrl.deploy.cli:main",
-    ]},
+                                       "pretrained/*/*.yaml"],
+                  **{package: ["*"] for package in DATA}},
 )

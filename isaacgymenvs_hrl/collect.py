@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from isaacgymenvs_hrl.datasets import write_dataset
 from isaacgymenvs_hrl.errors import UserError, exit_on_user_error
 from isaacgymenvs_hrl.paths import CFG_DIR
+from isaacgymenvs_hrl.utils.task_config import HYDRA_VERSION_BASE
 from isaacgymenvs_hrl.utils.config import as_bool, register_resolvers, to_dict
 from isaacgymenvs_hrl.utils.provenance import provenance
 
@@ -93,15 +94,19 @@ def collect(task, policy, num_episodes: int, noise: float = 0.0, deterministic: 
         bar.update(min(new, num_episodes - bar.n))
         obs = next_obs["obs"]
     bar.close()
-    # (T, N, ...) -> env-major, complete episodes only
+    # (T, N, ...) -> env-major, the first num_episodes complete episodes only (the last step can end
+    # more episodes than were still wanted)
     arrays = {k: torch.stack(v, 1).numpy() for k, v in steps.items()}           # (N, T, ...)
     ends = np.logical_or(arrays["terminals"], arrays["timeouts"])                 # (N, T)
+    env_ids, times = np.nonzero(ends.T)[::-1]                                     # in order of ending
+    keep = np.full(n, -1)
+    for e, t in zip(env_ids[:num_episodes], times[:num_episodes]):
+        keep[e] = max(keep[e], t)
     out = {k: [] for k in arrays}
     for e in range(n):
-        last = np.nonzero(ends[e])[0]
-        if len(last):
+        if keep[e] >= 0:
             for k in arrays:
-                out[k].append(arrays[k][e, : last[-1] + 1])
+                out[k].append(arrays[k][e, : keep[e] + 1])
     return {k: np.concatenate(v).astype(bool if k in ("terminals", "timeouts") else np.float32)
             for k, v in out.items()}
 
@@ -131,7 +136,7 @@ def with_mirror(data: dict, maps: dict) -> dict:
     return {k: np.concatenate([data[k], mirrored[k]]).astype(data[k].dtype) for k in data}
 
 
-@hydra.main(version_base="1.1", config_name="collect", config_path=str(CFG_DIR))
+@hydra.main(version_base=HYDRA_VERSION_BASE, config_name="collect", config_path=str(CFG_DIR))
 @exit_on_user_error
 def main_hydra(cfg: DictConfig) -> None:
     from isaacgymenvs_hrl.tasks import isaacgym_task_map

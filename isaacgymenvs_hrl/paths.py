@@ -1,9 +1,12 @@
 """Where the installed project keeps its configs and assets (found from any working directory)."""
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CFG_DIR = ROOT / "cfg"
-ASSETS_DIR = ROOT / "assets"
+PACKAGE = Path(__file__).resolve().parent
+ROOT = PACKAGE.parent
+# A wheel carries cfg/ and assets/ inside the package (setup.py maps them there); a source checkout,
+# editable installs included, keeps them at the repository root.
+CFG_DIR = PACKAGE / "cfg" if (PACKAGE / "cfg").is_dir() else ROOT / "cfg"
+ASSETS_DIR = PACKAGE / "assets" if (PACKAGE / "assets").is_dir() else ROOT / "assets"
 
 # IsaacGymEnvs asset names that this project replaces with its own MJCF of the same robot.
 ASSET_ALIASES = {"mjcf/nv_humanoid.xml": "mjcf/humanoid.xml"}

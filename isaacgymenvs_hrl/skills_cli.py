@@ -32,6 +32,7 @@ from tqdm import tqdm
 from isaacgymenvs_hrl.datasets import load_dataset
 from isaacgymenvs_hrl.errors import UserError, exit_on_user_error
 from isaacgymenvs_hrl.paths import CFG_DIR
+from isaacgymenvs_hrl.utils.task_config import HYDRA_VERSION_BASE
 from isaacgymenvs_hrl.skills.common import distributed, shutdown_distributed
 from isaacgymenvs_hrl.utils.config import register_resolvers, to_dict
 
@@ -300,7 +301,7 @@ def _warn_on_conflicting_choice() -> None:
               f"{choices['skills']}", flush=True)
 
 
-@hydra.main(version_base="1.1", config_name="skills_config", config_path=str(CFG_DIR))
+@hydra.main(version_base=HYDRA_VERSION_BASE, config_name="skills_config", config_path=str(CFG_DIR))
 @exit_on_user_error
 def main_hydra(cfg: DictConfig) -> None:
     dist = distributed(str(cfg.skills.get("device", "cpu")))

@@ -9,8 +9,10 @@ before anything is built; library code gets plain dicts and arguments.
 """
 from __future__ import annotations
 
+import filecmp
 import os
 import shutil
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from isaacgymenvs_hrl.errors import UserError, exit_on_user_error
 from isaacgymenvs_hrl.paths import CFG_DIR
+from isaacgymenvs_hrl.utils.task_config import HYDRA_VERSION_BASE
 from isaacgymenvs_hrl.sim import ENGINES, ISAAC_GYM_ENGINES
 from isaacgymenvs_hrl.utils.config import (as_bool, as_float, as_int, check_device, check_run_name, check_seed,
                                            check_task_cfg, register_resolvers, resolve)
@@ -56,6 +59,11 @@ def validate(cfg: DictConfig) -> dict:
     for key in ("capture_video_freq", "capture_video_len"):
         as_int(cfg.get(key, 1), key, low=1)
     as_int(cfg.get("graphics_device_id", 0), "graphics_device_id", low=-1)
+    if cfg.get("wandb_activate", False):
+        import importlib.util
+        if importlib.util.find_spec("wandb") is None:
+            raise UserError("wandb_activate=True needs the wandb package, which is not installed: "
+                            "pip install 'isaacgymenvs_hrl[track]' (or drop wandb_activate=True)")
     if cfg.get("sigma", "") != "":
         as_float(cfg.sigma, "sigma", hint=" (the log-std to set on a restored fixed-sigma network)")
     pbt = cfg.get("pbt") or {}
@@ -93,8 +101,9 @@ def validate(cfg: DictConfig) -> dict:
     if c["checkpoint"]:
         if not os.path.isfile(c["checkpoint"]):
             raise UserError(f"checkpoint file not found: {c['checkpoint']}")
-        from isaacgymenvs_hrl.learning.checkpoints import load_checkpoint
+        from isaacgymenvs_hrl.learning.checkpoints import check_run_llc, load_checkpoint
         load_checkpoint(c["checkpoint"])                  # weights only: a payload is refused here
+        check_run_llc(c["checkpoint"], (c["task"]["env"].get("llc") or {}).get("checkpoint", ""))
     llc_cfg = c["task"]["env"].get("llc") or {}
     algo = ((c["train"].get("params") or {}).get("algo") or {}).get("name")
     if llc_cfg.get("checkpoint"):
@@ -113,6 +122,22 @@ def validate(cfg: DictConfig) -> dict:
     return c
 
 
+def _override_keys(overrides: list) -> list:
+    """The keys set on the command line (``key=value``, ``+key=value``, ``++key=value``)."""
+    return [str(o).lstrip("+~").split("=", 1)[0] for o in overrides if "=" in str(o)]
+
+
+def _multirun_job_suffix() -> str:
+    """``_<job number>`` inside ``hrl-train -m``: its jobs start within the same second."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+        hc = HydraConfig.get()
+        return f"_{hc.job.num}" if hc.mode == RunMode.MULTIRUN else ""
+    except Exception:             # composed outside @hydra.main (tests, scripts)
+        return ""
+
+
 def _hydra_overrides() -> list:
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -124,6 +149,8 @@ def _hydra_overrides() -> list:
 def run(cfg: DictConfig, overrides: list | None = None) -> None:
     from rl_games.torch_runner import Runner
 
+    from isaacgymenvs_hrl.hrl.env_factory import build_env, display_available, ignored_settings, load_task_llc
+    from isaacgymenvs_hrl.learning.checkpoints import finish_checkpoints, run_names
     from isaacgymenvs_hrl.learning.compat import prepare_rlgames_config, warn_unknown_added_keys
     from isaacgymenvs_hrl.learning.observer import HealthObserver
     from isaacgymenvs_hrl.learning.rlgames_env import register_agents, register_env
@@ -137,6 +164,10 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
     overrides = overrides if overrides is not None else _hydra_overrides()
     for line in warn_unknown_added_keys(overrides, c, task_class):
         print(f"warning: {line}")
+    given = {key: c[key] for key in _override_keys(overrides) if key in c}
+    for line in ignored_settings(given):
+        print(line)
+    viewer = not c["headless"] and display_available()
     rank = int(os.getenv("LOCAL_RANK", "0"))
     sim_device, rl_device = c["sim_device"], c["rl_device"]
     if c["multi_gpu"]:
@@ -148,36 +179,30 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
 
     rlg_config = c["train"]
     conf = rlg_config["params"]["config"]
-    name = conf["name"]
-    run_name = f"{name}_{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    llc_cfg = task_cfg["env"].get("llc") or {}
+    name, run_name = run_names(conf["name"], task_cfg["name"], llc_cfg.get("checkpoint", ""), c.get("experiment", ""),
+                               f"{datetime.now():%Y-%m-%d_%H-%M-%S}{_multirun_job_suffix()}")
+    conf["name"] = name
     run_dir = Path(conf.get("train_dir", "runs")) / run_name
     prepare_rlgames_config(rlg_config, run_name=run_name, seed=seed, rl_device=rl_device,
                            max_iterations=as_int(c["max_iterations"], "max_iterations", low=1, allow_empty=True),
                            test=c["test"], num_envs=int(task_cfg["env"]["numEnvs"]),
                            torch_threads=int(c.get("torch_threads", 0) or 0),
-                           games_from_cli=any("player.games_num=" in str(o) for o in overrides))
+                           games_from_cli=any("player.games_num=" in str(o) for o in overrides),
+                           num_agents=int(task_cfg["env"].get("numAgents", 1)))
     if c["checkpoint"]:
         remove_stale_tmp(Path(c["checkpoint"]).parent)
 
-    llc_cfg = task_cfg["env"].get("llc") or {}
-    llc = None
-    if llc_cfg.get("checkpoint"):
-        from isaacgymenvs_hrl.hrl import LatentSkillEnv, load_llc
-        llc = load_llc(llc_cfg["checkpoint"])
-        steps = llc.spec["default_steps"] if llc_cfg.get("steps") in (None, "") else int(llc_cfg["steps"])
+    llc, steps = load_task_llc(task_cfg)
+    if llc is not None:
         if llc_cfg.get("reward", "mean") == "smdp":
             gamma = float(llc_cfg.get("gamma", 0.99)) ** steps
             print(f"SMDP rewards: high-level gamma = {llc_cfg.get('gamma', 0.99)}^{steps} = {gamma:.5f}")
             conf["gamma"] = gamma
 
     def make_env():
-        env = task_class(cfg=task_cfg, rl_device=rl_device, sim_device=sim_device,
-                         graphics_device_id=c["graphics_device_id"], headless=c["headless"],
-                         virtual_screen_capture=False, force_render=False, auto_reset=llc is None)
-        if llc is not None:
-            env = LatentSkillEnv(env, llc, mode=llc_cfg.get("mode", "continuous"), steps=steps,
-                                 hl_obs=llc_cfg.get("hl_obs") or None, reward=llc_cfg.get("reward", "mean"),
-                                 llc_gamma=float(llc_cfg.get("gamma", 0.99)))
+        env = build_env(task_cfg, rl_device, sim_device, llc=llc, steps=steps,
+                        graphics_device_id=c["graphics_device_id"], viewer=viewer)
         if c["capture_video"]:
             from isaacgymenvs_hrl.utils.video import VideoRecorder
             env = VideoRecorder(env, str(run_dir / "videos"), c["capture_video_freq"], c["capture_video_len"])
@@ -241,6 +266,13 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
         if created and not list(run_dir.glob("nn/*.pth")):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    if not c["test"] and rank == 0:
+        finished = finish_checkpoints(run_dir / "nn", name)
+        if finished is not None:
+            best, final = finished
+            same = filecmp.cmp(best, final, shallow=False)
+            print(f"checkpoint: {best} " + (f"(the final network, also {final.name})" if same else
+                                             f"(rl-games' best mean reward; the final network is {final.name})"))
     if not c["test"]:
         print(observer.summary())
         if c.get("eval_summary"):
@@ -248,13 +280,18 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
             summarize_run(make_env, rlg_config["params"], str(run_dir), seed)
 
 
-@hydra.main(version_base="1.1", config_name="config", config_path=str(CFG_DIR))
+@hydra.main(version_base=HYDRA_VERSION_BASE, config_name="config", config_path=str(CFG_DIR))
 @exit_on_user_error
 def launch_rlg_hydra(cfg: DictConfig) -> None:
     run(cfg)
 
 
 def main() -> None:
+    from isaacgymenvs_hrl.learning.compat import apply_config_aliases
+    args, lines = apply_config_aliases(sys.argv[1:])
+    for line in lines:
+        print(line)
+    sys.argv[1:] = args
     launch_rlg_hydra()
 
 

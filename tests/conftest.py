@@ -20,8 +20,30 @@ if str(ROOT) not in sys.path:          # run from a checkout without `pip instal
 
 from isaacgymenvs_hrl.paths import asset_path  # noqa: E402
 from isaacgymenvs_hrl.sim import SimParams, create_engine  # noqa: E402
+from isaacgymenvs_hrl.sim.mjwarp_engine import MissingExtraError  # noqa: E402
 
 HUMANOID_XML = str(asset_path("mjcf/humanoid.xml"))
+
+
+# MuJoCo Warp is the [gpu] extra (the [test] extra installs it, so CI runs these tests on Warp's CPU
+# device). Where it is not installed, a test that builds an mjwarp engine is skipped with the engine's
+# own message; nothing else is: the hooks act on that one exception type only.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    try:
+        return (yield)
+    except MissingExtraError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    try:
+        return (yield)
+    except MissingExtraError as exc:
+        pytest.skip(str(exc))
+
+
 # IsaacGymEnvs' own config files, as users have them on disk (read-only, outside the repo).
 IGE_CFG_DIR = ROOT.parent / "shared" / "compat" / "isaacgymenvs" / "cfg"
 

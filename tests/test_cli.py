@@ -105,7 +105,6 @@ def test_isaacgymenvs_train_config_unchanged(tmp_path):
     (["checkpoint=/no/such/model.pth"], "checkpoint file not found"),
     (["multi_gpu=True"], "needs CUDA GPUs"),
     (["rl_device=cuda:0"], "no CUDA device"),
-    (["num_envs=10"], "minibatch_size"),
     (["no_such_key=1"], "no_such_key"),
     (["task.env.asset.assetFileName=mjcf/missing.xml"], "MJCF file not found"),
 ])

@@ -1,4 +1,4 @@
-"""``benchmarks/sim_to_sim.py`` end to end, tiny: an hrl-train-style run exported to ONNX and
+"""``hrl-sim2sim`` end to end, tiny: an hrl-train-style run exported to ONNX and
 evaluated on both backends (C MuJoCo and MuJoCo Warp on Warp's CPU device), nominal and with
 latency. The two backends must agree on the nominal rows (same seed, same policy, short episodes).
 """
@@ -13,16 +13,15 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("onnxruntime")
+pytest.importorskip("mujoco_warp")                 # the [gpu] extra; [test] installs it
 
 from test_export import write_run  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_sim_to_sim_table_on_both_backends(tmp_path):
     ckpt = write_run(tmp_path, "flat", [])
     out = tmp_path / "s2s.md"
-    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sim_to_sim.py"), "--policy", str(ckpt),
+    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.tools.sim2sim", "--policy", str(ckpt),
                           "--num-envs", "2", "--steps", "12", "--episode-length", "6",
                           "--conditions", "nominal,latency", "--workdir", str(tmp_path / "work"),
                           "--output", str(out)],

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from isaacgymenvs_hrl.errors import UserError, exit_on_user_error
 from isaacgymenvs_hrl.paths import CFG_DIR
+from isaacgymenvs_hrl.utils.task_config import HYDRA_VERSION_BASE
 from isaacgymenvs_hrl.utils.config import register_resolvers, to_dict
 
 register_resolvers()
@@ -61,7 +62,7 @@ def check_settings(cfg: DictConfig) -> None:
         check_not_input(cfg.report, {"policy": cfg.policy, "policy metadata": f"{cfg.policy}.json"}, "report")
 
 
-@hydra.main(version_base="1.1", config_name="deploy", config_path=str(CFG_DIR))
+@hydra.main(version_base=HYDRA_VERSION_BASE, config_name="deploy", config_path=str(CFG_DIR))
 @exit_on_user_error
 def main_hydra(cfg: DictConfig) -> None:
     from isaacgymenvs_hrl.export.runtime import ExportedPolicy

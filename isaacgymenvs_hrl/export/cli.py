@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from isaacgymenvs_hrl.errors import UserError, exit_on_user_error
 from isaacgymenvs_hrl.paths import CFG_DIR
+from isaacgymenvs_hrl.utils.task_config import HYDRA_VERSION_BASE
 from isaacgymenvs_hrl.utils.config import register_resolvers
 
 register_resolvers()
@@ -52,7 +53,7 @@ def verify(module, in_specs, path, samples: int, hl_high: int) -> float:
     return worst
 
 
-@hydra.main(version_base="1.1", config_name="export", config_path=str(CFG_DIR))
+@hydra.main(version_base=HYDRA_VERSION_BASE, config_name="export", config_path=str(CFG_DIR))
 @exit_on_user_error
 def main_hydra(cfg: DictConfig) -> None:
     from .exporter import FORMATS, PARTS, build_part, export_policy

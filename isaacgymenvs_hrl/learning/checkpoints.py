@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +184,102 @@ def atomic_torch_save(state, path: str | os.PathLike) -> None:
         if tmp.exists():
             tmp.unlink()
 
+
+
+# ---- run names and the files a run leaves ------------------------------------------------------------
+def run_names(train_name: str, task_class: str, llc_checkpoint: str, experiment: str, stamp: str) -> tuple[str, str]:
+    """(checkpoint name, run folder name) of an ``hrl-train`` run.
+
+    A flat run keeps the train config's name (``${task}PPO`` files are named after their task, as in
+    IsaacGymEnvs). A hierarchical run is named ``<Task>HRL`` whatever train config drives it (the
+    generic discrete / mixture files would otherwise name it ``HRLDiscrete``), and its folder also
+    names the LLC, so that runs over different skills sit apart: ``HumanoidLocationHRL_walk_npmp_<date>``.
+    ``experiment=NAME`` names both, as in IsaacGymEnvs."""
+    if experiment:
+        return train_name, f"{train_name}_{stamp}"
+    if llc_checkpoint:
+        from ..hrl.env_factory import llc_label
+        name = f"{task_class}HRL"
+        return name, f"{name}_{llc_label(llc_checkpoint)}_{stamp}"
+    return train_name, f"{train_name}_{stamp}"
+
+
+_DOUBLED = re.compile(r"last_(?P<name>.+)_ep_(?P<epoch>\d+)_rew__(?P<reward>.*)_\.pth")
+
+
+def finish_checkpoints(nn_dir: str | os.PathLike, name: str) -> tuple[Path, Path] | None:
+    """Make a finished run's ``nn/`` hold ``<name>.pth`` and one file per saved epoch; returns
+    (``<name>.pth``, the final network's file), or None where training saved nothing.
+
+    rl-games writes ``<name>.pth`` only when a mean reward beats the best so far after
+    ``save_best_after`` epochs, so a short run had none; and at ``max_epochs`` it saves
+    ``last_<name>_ep_<E>_rew__<r>_.pth`` even where ``save_frequency`` saved the same epoch's
+    weights a moment earlier as ``last_<name>_ep_<E>_rew_<r>.pth``. Here the doubled file is dropped
+    (or renamed to the single form), and ``<name>.pth`` becomes the final network unless rl-games
+    recorded a best one."""
+    nn_dir = Path(nn_dir)
+    saved = sorted(nn_dir.glob(f"last_{glob_escape(name)}_*.pth"), key=lambda p: p.stat().st_mtime)
+    if not saved:
+        return None
+    final = saved[-1]
+    m = _DOUBLED.fullmatch(final.name)
+    if m and m["name"] == name:
+        single = nn_dir / f"last_{name}_ep_{m['epoch']}_rew_{m['reward']}.pth"
+        twins = [p for p in saved[:-1] if p.name.startswith(f"last_{name}_ep_{m['epoch']}_rew_")]
+        if twins:                        # the same epoch's weights, saved twice by rl-games
+            final.unlink()
+            final = twins[-1]
+        else:
+            os.replace(final, single)
+            final = single
+    best = nn_dir / f"{name}.pth"
+    if not best.is_file():
+        tmp = tmp_path(best)
+        try:
+            shutil.copyfile(final, tmp)
+            commit(tmp, best)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    return best, final
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def check_run_llc(checkpoint: str | os.PathLike, llc_checkpoint: str) -> None:
+    """Replaying or resuming a run needs the LLC it was trained over: its high level's actions mean
+    nothing to another one (and differ in size between most). The run's ``config.yaml`` (beside
+    ``nn/``) records it; a checkpoint without one is not checked."""
+    import yaml
+
+    config = Path(checkpoint).resolve().parent.parent / "config.yaml"
+    if not config.is_file():
+        return
+    try:
+        saved = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError):
+        return
+    env = ((saved or {}).get("task") or {}).get("env") or {}
+    trained = str((env.get("llc") or {}).get("checkpoint") or "")
+    if _same_llc(trained, str(llc_checkpoint or "")):
+        return
+    what = lambda llc: f"the LLC {llc}" if llc else "no LLC (the flat task)"
+    fix = f"task.env.llc.checkpoint={trained}" if trained else "task.env.llc.checkpoint=''"
+    raise CheckpointError(f"checkpoint={checkpoint} was trained over {what(trained)} (its run's config.yaml), "
+                          f"but this run uses {what(llc_checkpoint)}; set {fix} to replay or resume it, or "
+                          "train a new high level over the other LLC")
+
+
+def _same_llc(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if not a or not b:
+        return False
+    from ..hrl.library import resolve
+    try:
+        pa, pb = Path(resolve(a, kind="llc")), Path(resolve(b, kind="llc"))
+    except UserError:
+        return False
+    return pa.is_file() and pb.is_file() and pa.resolve() == pb.resolve()

@@ -120,27 +120,60 @@ def check_train_cfg(train: dict, num_envs: int, num_agents: int = 1, test: bool 
     if "horizon_length" not in conf:
         raise UserError("train.params.config.horizon_length is missing from the PPO train config")
     batch = num_envs * int(conf["horizon_length"]) * num_agents
-    minibatch = conf.get("minibatch_size")
-    if minibatch is None and "minibatch_size_per_env" in conf:
-        minibatch = int(conf["minibatch_size_per_env"]) * num_envs
-    if minibatch is not None and batch % int(minibatch) != 0:
-        raise UserError(
-            f"rl-games needs num_envs * horizon_length ({num_envs} * {conf['horizon_length']} = {batch}) "
-            f"to be a multiple of train.params.config.minibatch_size ({minibatch}); change num_envs or "
-            f"set train.params.config.minibatch_size to a divisor of {batch}")
+    seq = int(conf.get("seq_length", 4)) if "rnn" in params["network"] else 1
+    minibatch = _configured_minibatch(conf, num_envs)
+    if minibatch is not None:                       # what prepare_rlgames_config will run with
+        minibatch = fit_minibatch(batch, minibatch, seq)
     if "rnn" in params["network"]:                  # rl-games cuts the rollout into sequences
-        seq = int(conf.get("seq_length", 4))
         for what, size in (("num_envs * horizon_length", batch), ("minibatch_size", minibatch)):
             if size is not None and int(size) % seq != 0:
                 fit = max(d for d in range(1, seq + 1) if batch % d == 0 and int(minibatch or batch) % d == 0)
                 raise UserError(f"an RNN network needs {what} ({size}) to be a multiple of "
                                 f"train.params.config.seq_length ({seq}); set ++train.params.config.seq_length="
                                 f"{fit} (or change num_envs / horizon_length)")
-    if cv is not None and "minibatch_size" in cv and batch % int(cv["minibatch_size"]) != 0:
-        raise UserError(
-            f"the central value critic needs num_envs * horizon_length ({batch}) to be a multiple of "
-            f"train.params.config.central_value_config.minibatch_size ({cv['minibatch_size']}); set it to "
-            f"a divisor of {batch}")
+
+
+def _configured_minibatch(conf: dict, num_envs: int) -> int | None:
+    if conf.get("minibatch_size") is not None:
+        return int(conf["minibatch_size"])
+    if conf.get("minibatch_size_per_env") is not None:
+        return int(conf["minibatch_size_per_env"]) * num_envs
+    return None
+
+
+def fit_minibatch(batch: int, minibatch: int, multiple_of: int = 1) -> int:
+    """The largest divisor of ``batch`` not above ``minibatch`` (and a multiple of ``multiple_of``,
+    an RNN's seq_length); ``minibatch`` itself where it divides.
+
+    rl-games asserts that the rollout (num_envs * horizon_length) splits into whole minibatches, and
+    IsaacGymEnvs' files size their minibatch for thousands of envs: rather than refuse every small
+    num_envs, the minibatch shrinks to the nearest size that splits the rollout. It never grows, so an
+    epoch takes at least the gradient steps the file asks for."""
+    for size in range(min(minibatch, batch), 0, -1):
+        if batch % size == 0 and size % multiple_of == 0:
+            return size
+    return batch
+
+
+def _fit_minibatches(params: dict, num_envs: int, num_agents: int, log) -> None:
+    """Apply ``fit_minibatch`` to the PPO config and its central value critic, one line per change."""
+    conf = params["config"]
+    if "horizon_length" not in conf or params["algo"]["name"] == "sac":
+        return
+    batch = num_envs * int(conf["horizon_length"]) * num_agents
+    seq = int(conf.get("seq_length", 4)) if "rnn" in params.get("network", {}) else 1
+    for prefix, node, configured in (
+            ("train.params.config", conf, _configured_minibatch(conf, num_envs)),
+            ("train.params.config.central_value_config", conf.get("central_value_config") or {},
+             (conf.get("central_value_config") or {}).get("minibatch_size"))):
+        if configured is None:
+            continue
+        size = fit_minibatch(batch, int(configured), seq)
+        if size != int(configured):
+            log(f"{prefix}.minibatch_size {configured} -> {size}: num_envs * horizon_length ({num_envs} * "
+                f"{conf['horizon_length']} = {batch}) must be a multiple of it (rl-games); {size} is its largest "
+                f"divisor not above {configured} (set {prefix}.minibatch_size to choose another)")
+        node["minibatch_size"] = size
 
 
 def _check_numbers(conf: dict, prefix: str) -> None:
@@ -155,7 +188,7 @@ def _check_numbers(conf: dict, prefix: str) -> None:
 
 def prepare_rlgames_config(train: dict, run_name: str, seed: int, rl_device: str, max_iterations,
                            test: bool, num_envs: int, torch_threads: int = 0, games_from_cli: bool = False,
-                           log=print) -> dict:
+                           log=print, num_agents: int = 1) -> dict:
     """Fill in what IsaacGymEnvs' train.py sets, and apply max_iterations to every algorithm (in place)."""
     params = train["params"]
     conf = params["config"]
@@ -169,6 +202,8 @@ def prepare_rlgames_config(train: dict, run_name: str, seed: int, rl_device: str
     for key in NUMERIC:                     # numeric strings ('3e-4' from YAML 1.1) as numbers for rl-games
         if isinstance(conf.get(key), str):
             conf[key] = float(conf[key]) if NUMERIC[key][0] == "float" else int(conf[key])
+    if not test:
+        _fit_minibatches(params, num_envs, num_agents, log)
     if max_iterations is not None:
         # IsaacGymEnvs' PPO files read max_iterations through ${resolve_default:...}; SAC files and some
         # PPO files (LSTM) fix max_epochs or leave it out: max_iterations bounds them all the same
@@ -204,7 +239,8 @@ def rlgames_config_keys() -> frozenset:
     pattern = re.compile(r"config(?:\.get\(|\[)\s*['\"](\w+)['\"]")
     for path in Path(rl_games.__file__).parent.rglob("*.py"):
         keys |= set(pattern.findall(path.read_text(errors="ignore")))
-    return frozenset(keys)
+    from rl_games.common.tr_helpers import DefaultRewardsShaper    # reward_shaper is passed as **kwargs
+    return frozenset(keys | set(inspect.signature(DefaultRewardsShaper).parameters))
 
 
 @functools.lru_cache(maxsize=16)
@@ -252,3 +288,31 @@ def warn_unknown_added_keys(overrides: list, cfg: dict, task_class) -> list[str]
         lines.append(f"+{key} was added, but nothing reads '{leaf}' under {'.'.join(parts[:-1])}"
                      + (f"; did you mean {' or '.join(near)}?" if near else ""))
     return lines
+
+
+# ---- IsaacGymEnvs' config names ---------------------------------------------------------------------
+# IsaacGymEnvs' names with a config of another name here. They are not shipped as files of their own:
+# Hydra reads this package's cfg/ before a user's hydra.searchpath, so a cfg/task/Humanoid.yaml here
+# would silently replace IsaacGymEnvs' own file for users who point at it.
+CONFIG_ALIASES = {("task", "Humanoid"): "HumanoidRun", ("train", "HumanoidPPO"): "HumanoidRunPPO"}
+
+
+def apply_config_aliases(overrides: list) -> tuple[list, list[str]]:
+    """``task=Humanoid`` -> ``task=HumanoidRun`` (and ``train=HumanoidPPO`` -> ``train=HumanoidRunPPO``)
+    unless a folder on the command line's ``hydra.searchpath`` has that file; returns the overrides
+    and one line per rewrite."""
+    folders = []
+    for item in overrides:
+        if str(item).startswith("hydra.searchpath="):
+            folders += [p.strip().strip("'\"") for p in str(item).split("=", 1)[1].strip("[]").split(",")]
+    folders = [Path(p[len("file://"):]) for p in folders if p.startswith("file://")]
+    out, lines = [], []
+    for item in overrides:
+        group, _, value = str(item).partition("=")
+        target = CONFIG_ALIASES.get((group, value))
+        if target is None or any((folder / group / f"{value}.yaml").is_file() for folder in folders):
+            out.append(item)
+            continue
+        out.append(f"{group}={target}")
+        lines.append(f"{group}={value}: IsaacGymEnvs' {value} is {group}={target} here; using it")
+    return out, lines

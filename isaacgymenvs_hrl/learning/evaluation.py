@@ -16,6 +16,9 @@ import torch
 def build_network(params: dict, num_obs: int, num_actions: int):
     """The rl-games actor-critic of a train config's ``params``, freshly initialised."""
     from rl_games.algos_torch.model_builder import ModelBuilder
+
+    from .prior_agent import register
+    register()                                   # the prior-anchored high level's model and network
     return ModelBuilder().load(params).build({
         "actions_num": num_actions, "input_shape": (num_obs,), "num_seqs": 1, "value_size": 1,
         "normalize_value": params["config"].get("normalize_value", False),
@@ -140,3 +143,86 @@ def summarize_run(make_env, params: dict, run_dir: str, seed: int, video: bool =
         json.dump(result, f, indent=1)
     env.close()
     return result
+
+
+# ---- exactly N episodes (hrl-eval) ----------------------------------------------------------------------
+def episode_measures(task, env_ids: torch.Tensor) -> dict:
+    """Per-env measures of the episodes of ``env_ids`` that end now, read before their reset clears
+    them: ``success`` where the task tracks one (Franka: the goal was held), ``targets_reached``
+    (HumanoidLocation)."""
+    out = {}
+    if hasattr(task, "episode_success"):
+        out["success"] = task.episode_success[env_ids].float().cpu()
+    if hasattr(task, "reached"):
+        out["targets_reached"] = task.reached[env_ids].float().cpu()
+    return out
+
+
+@torch.no_grad()
+def evaluate_episodes(env, act, num_episodes: int, clip: bool = True) -> dict:
+    """Run ``act(obs) -> actions`` until exactly ``num_episodes`` episodes are counted.
+
+    Every env runs its first ceil(N / num_envs) episodes, and the count takes all envs' first
+    episodes, then all second ones, and so on: stopping once "enough" episodes had ended would
+    over-count the short ones (falls, quick successes). A flat task must be built with
+    ``auto_reset=False`` (its measures are read before the reset); a ``LatentSkillEnv`` reports
+    every control step through ``on_control_step``.
+
+    Returns the per-episode means (return, length, failed: ended neither by time-out nor success,
+    and each of ``episode_measures``) and the list of episode records."""
+    task = getattr(env, "task", env)
+    hierarchical = task is not env
+    if not hierarchical and task.auto_reset:
+        raise ValueError("evaluate_episodes reads each episode's outcome before its reset: build the task "
+                         "with auto_reset=False")
+    n = env.num_envs
+    per_env = -(-int(num_episodes) // n)
+    done_count = torch.zeros(n, dtype=torch.long)
+    ep_return, ep_length = torch.zeros(n), torch.zeros(n)
+    records = []
+    pending: dict[int, dict] = {}                  # env -> measures of the episode it just ended
+
+    def read(ids):
+        for key, values in episode_measures(task, ids).items():
+            for i, v in zip(ids.tolist(), values.tolist()):
+                pending.setdefault(i, {})[key] = v
+
+    alive_before = [None]
+
+    def on_control_step(i, actions, alive):       # hierarchical: catch envs ending mid macro step
+        before = torch.ones_like(alive) if i == 0 else alive_before[0]
+        ended = (before & ~alive).nonzero().view(-1)
+        if len(ended):
+            read(ended)
+        alive_before[0] = alive.clone()
+
+    obs = env.reset()["obs"]
+    while bool((done_count < per_env).any()):
+        actions = act(obs)
+        if clip:
+            actions = actions.clamp(-1.0, 1.0)
+        if hierarchical:
+            obs_dict, rew, done, extras = env.step(actions, on_control_step=on_control_step)
+        else:
+            obs_dict, rew, done, extras = env.step(actions)
+        ep_return += rew.cpu()
+        ep_length += 1
+        ended = done.cpu().bool().nonzero().view(-1)
+        if not hierarchical and len(ended):
+            read(ended.to(task.device))
+        timeouts = extras["time_outs"].cpu().bool()
+        for i in ended.tolist():
+            measures = pending.pop(i, {})
+            if done_count[i] < per_env:
+                failed = not bool(timeouts[i]) and not measures.get("success", 0.0) > 0
+                records.append({"episode": int(done_count[i]), "env": i, "return": float(ep_return[i]),
+                                "length": float(ep_length[i]), "failed": float(failed), **measures})
+            done_count[i] += 1
+        ep_return[ended], ep_length[ended] = 0.0, 0.0
+        if not hierarchical and len(ended):
+            obs_dict = env.reset(ended.to(task.device))
+        obs = obs_dict["obs"]
+    records = sorted(records, key=lambda r: (r["episode"], r["env"]))[:int(num_episodes)]
+    keys = [k for k in records[0] if k not in ("episode", "env")] if records else []
+    means = {k: sum(r[k] for r in records) / len(records) for k in keys}
+    return {"episodes": len(records), **means, "records": records}

@@ -12,20 +12,30 @@ import torch
 from .engine import OPTION_FIELDS, Engine, SimError, model_field
 
 
+class MissingExtraError(SimError, ImportError):
+    """An optional dependency group (a pip extra) that is not installed."""
+
+
+def import_mjwarp():
+    """(warp, mujoco_warp); they are the ``[gpu]`` extra, so a CPU install has neither."""
+    try:
+        import warp as wp
+        import mujoco_warp as mjw
+    except ImportError as exc:
+        raise MissingExtraError(f"physics_engine=mjwarp needs MuJoCo Warp, which is not installed ({exc.name} is "
+                                "missing): pip install 'isaacgymenvs_hrl[gpu]', or use physics_engine=mujoco") from None
+    return wp, mjw
+
+
 class MjwarpEngine(Engine):
     name = "mjwarp"
 
     def __init__(self, model: mujoco.MjModel, num_envs: int, device: str = "cpu",
                  nconmax: int | None = None, njmax: int | None = None):
-        try:
-            import warp as wp
-            import mujoco_warp as mjw
-        except ImportError as exc:
-            raise SimError("physics_engine=mjwarp needs the packages 'warp-lang' and 'mujoco-warp' "
-                           "(pip install mujoco-warp)") from exc
         if model.opt.solver == mujoco.mjtSolver.mjSOL_PGS:
             raise SimError("MuJoCo Warp does not support the PGS solver: set solver=\"Newton\" or "
                            "\"CG\" in the MJCF <option>")
+        wp, mjw = import_mjwarp()
         self._wp, self._mjw = wp, mjw
         wp.config.quiet = True
         wp.init()

@@ -2,6 +2,10 @@
 (``make()``, reports, benchmarks, tests): one place that drives Hydra's compose API."""
 from __future__ import annotations
 
+# Hydra's current behaviour for every CLI and compose call: jobs run in the directory they were started
+# from (multirun outputs land in ./runs like single runs) and no 1.1-compatibility warnings are printed.
+HYDRA_VERSION_BASE = "1.3"
+
 
 def compose_config(overrides: list | None = None):
     """``config.yaml`` of the project's cfg/ with Hydra ``overrides`` (an OmegaConf DictConfig)."""
@@ -14,7 +18,7 @@ def compose_config(overrides: list | None = None):
     register_resolvers()
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.1"):
+    with initialize_config_dir(config_dir=str(CFG_DIR), version_base=HYDRA_VERSION_BASE):
         return compose(config_name="config", overrides=list(overrides or []))
 
 

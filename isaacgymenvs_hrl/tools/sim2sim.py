@@ -1,5 +1,4 @@
-#!/usr/bin/env python
-"""Sim-to-sim: a policy trained on one backend, evaluated on both (mujoco <-> mjwarp, CPU here),
+"""``hrl-sim2sim``: a policy trained on one backend, evaluated on both (mujoco <-> mjwarp, CPU here),
 nominal, with domain randomization, with latency, and with both. One command, one table.
 
 The policy that runs is the deployable artifact: an rl-games checkpoint is exported to ONNX first
@@ -7,8 +6,7 @@ The policy that runs is the deployable artifact: an rl-games checkpoint is expor
 Franka task can instead run its scripted expert (``expert:FrankaStack``), which reads privileged
 state, so there only the physics, the randomization and the action delay act on it.
 
-    python benchmarks/sim_to_sim.py \
-        --policy runs/<run>/nn/<ckpt>.pth --policy expert:FrankaStack \
+    hrl-sim2sim --policy runs/<run>/nn/<ckpt>.pth --policy expert:FrankaStack \
         --num-envs 8 --steps 300 --output results/sim_to_sim.md
 
 Per condition and backend: episodes that ended in the window, their mean return and length, the
@@ -20,19 +18,14 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:            # run from a checkout without installing the package
-    sys.path.insert(0, str(ROOT))
+import numpy as np
+import torch
 
-import numpy as np                       # noqa: E402
-import torch                             # noqa: E402
-
-import isaacgymenvs_hrl                  # noqa: E402,F401
+from ..errors import UserError, exit_on_user_error
 
 # The randomization of the "randomized" conditions (IsaacGymEnvs schema, actor "robot" = every body
 # of the scene but the world); re-drawn per env at every reset.
@@ -57,11 +50,11 @@ CONDITIONS = {"nominal": (False, False), "randomized": (True, False), "latency":
 
 def load_policy(spec: str, workdir: Path):
     """(kind, task config dict, policy or None, label) for a checkpoint, an exported file or expert:<Task>."""
-    from isaacgymenvs_hrl.export import ExportedPolicy, export_policy, load_run
-    from isaacgymenvs_hrl.export.run import read_run_config
+    from ..export import ExportedPolicy, export_policy, load_run
+    from ..export.run import read_run_config
 
     if spec.startswith("expert:"):
-        from isaacgymenvs_hrl.utils.task_config import load_task_config
+        from ..utils.task_config import load_task_config
         name = spec.split(":", 1)[1]
         return "expert", {"task_name": name, "task": load_task_config(name)}, None, f"{name} scripted expert"
     path = Path(spec)
@@ -80,8 +73,8 @@ def load_policy(spec: str, workdir: Path):
 @torch.no_grad()
 def evaluate(kind: str, cfg: dict, policy, backend: str, randomize: bool, latency: bool,
              num_envs: int, steps: int, seed: int, episode_length: int | None, device: str = "cpu") -> dict:
-    from isaacgymenvs_hrl.export.run import build_task
-    from isaacgymenvs_hrl.tasks.base.latency import Latency
+    from ..export.run import build_task
+    from ..tasks.base.latency import Latency
 
     over = {"task": {"randomize": bool(randomize), "randomization_params": copy.deepcopy(DR_PARAMS)}}
     if episode_length:
@@ -93,7 +86,7 @@ def evaluate(kind: str, cfg: dict, policy, backend: str, randomize: bool, latenc
     lat = Latency(LATENCY, n, task.device, task.sim_params.substeps,
                   generator=torch.Generator().manual_seed(seed)) if latency else None
     if kind == "expert":
-        from isaacgymenvs_hrl.experts import make_expert
+        from ..experts import make_expert
         act = make_expert(task, 0.0, seed)
     else:
         policy.reset(n)
@@ -149,8 +142,9 @@ def table(rows: list) -> str:
     return "\n".join(lines)
 
 
+@exit_on_user_error
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="hrl-sim2sim", description=__doc__.split("\n\n")[0])
     ap.add_argument("--policy", action="append", required=True,
                     help="rl-games .pth of an hrl-train run, an hrl-export file, or expert:<FrankaTask>")
     ap.add_argument("--backends", default="mujoco,mjwarp")
@@ -164,31 +158,27 @@ def main(argv=None) -> None:
     ap.add_argument("--output", default="", help="write the table (Markdown) here, and its JSON beside it")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    from isaacgymenvs_hrl.errors import UserError
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="sim_to_sim_"))
     workdir.mkdir(parents=True, exist_ok=True)
+    for cond in args.conditions.split(","):
+        if cond not in CONDITIONS:
+            raise UserError(f"--conditions: unknown '{cond}'; choose from {', '.join(CONDITIONS)}")
     rows = []
-    try:
-        for spec in args.policy:
-            kind, cfg, policy, label = load_policy(spec, workdir)
-            trained_on = cfg["task"].get("physics_engine", "mujoco") if kind != "expert" else "-"
-            for cond in args.conditions.split(","):
-                if cond not in CONDITIONS:
-                    raise UserError(f"--conditions: unknown '{cond}'; choose from {', '.join(CONDITIONS)}")
-                rnd, lat = CONDITIONS[cond]
-                for backend in args.backends.split(","):
-                    r = evaluate(kind, cfg, policy, backend, rnd, lat, args.num_envs, args.steps, args.seed,
-                                 args.episode_length or None, args.device)
-                    rows.append({"policy": label, "trained_on": trained_on, "condition": cond,
-                                 "backend": backend, **r})
-                    print(f"{label} | {cond} | {backend}: {r}", flush=True)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    for spec in args.policy:
+        kind, cfg, policy, label = load_policy(spec, workdir)
+        trained_on = cfg["task"].get("physics_engine", "mujoco") if kind != "expert" else "-"
+        for cond in args.conditions.split(","):
+            rnd, lat = CONDITIONS[cond]
+            for backend in args.backends.split(","):
+                r = evaluate(kind, cfg, policy, backend, rnd, lat, args.num_envs, args.steps, args.seed,
+                             args.episode_length or None, args.device)
+                rows.append({"policy": label, "trained_on": trained_on, "condition": cond,
+                             "backend": backend, **r})
+                print(f"{label} | {cond} | {backend}: {r}", flush=True)
     md = table(rows)
     print(md)
     if args.output:
-        from isaacgymenvs_hrl.utils.atomic import commit, tmp_path
+        from ..utils.atomic import commit, tmp_path
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
         header = (f"{args.num_envs} envs x {args.steps} control steps per row, seed {args.seed}; "
