@@ -79,10 +79,9 @@ def validate(cfg: DictConfig) -> dict:
         raise UserError(f"unknown physics_engine '{engine}': choose one of {', '.join(ENGINES)}")
     for key in ("sim_device", "rl_device"):
         check_device(cfg.get(key, "cpu"), key)
-    if cfg.multi_gpu and torch.cuda.device_count() < 1:
-        raise UserError("multi_gpu=True follows rl-games (torchrun, one GPU per process, NCCL) and needs "
-                        "CUDA GPUs; none are available here. Drop multi_gpu=True, or on a GPU machine run "
-                        "torchrun --standalone --nproc_per_node=NUM_GPUS -m isaacgymenvs_hrl.train multi_gpu=True ...")
+    from isaacgymenvs_hrl.learning.distributed import check_launch
+    check_launch(as_bool(cfg.get("multi_gpu", False), "multi_gpu"), as_bool(cfg.get("test", False), "test"),
+                 cfg.get("rl_device", "cpu"), cfg.get("sim_device", "cpu"), cfg.get("dist_backend", "") or "")
 
     c = resolve(cfg)
     task_name = c["task"].get("name") if isinstance(c["task"], dict) else None
@@ -151,6 +150,7 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
 
     from isaacgymenvs_hrl.hrl.env_factory import build_env, display_available, ignored_settings, load_task_llc
     from isaacgymenvs_hrl.learning.checkpoints import finish_checkpoints, run_names
+    from isaacgymenvs_hrl.learning import distributed
     from isaacgymenvs_hrl.learning.compat import prepare_rlgames_config, warn_unknown_added_keys
     from isaacgymenvs_hrl.learning.observer import HealthObserver
     from isaacgymenvs_hrl.learning.rlgames_env import register_agents, register_env
@@ -159,6 +159,7 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
     from isaacgymenvs_hrl.utils.seeding import set_seed
 
     c = validate(cfg)
+    ranks = distributed.start(c) if c["multi_gpu"] else distributed.current()
     task_cfg = c["task"]
     task_class = isaacgym_task_map[task_cfg["name"]]
     overrides = overrides if overrides is not None else _hydra_overrides()
@@ -168,11 +169,12 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
     for line in ignored_settings(given):
         print(line)
     viewer = not c["headless"] and display_available()
-    rank = int(os.getenv("LOCAL_RANK", "0"))
-    sim_device, rl_device = c["sim_device"], c["rl_device"]
-    if c["multi_gpu"]:
-        sim_device = rl_device = f"cuda:{rank}"
-    seed = set_seed(c["seed"], torch_deterministic=c["torch_deterministic"], rank=rank)
+    rank = ranks.rank                   # 0 in one process; under torchrun (multi_gpu) the global rank
+    sim_device, rl_device = distributed.rank_device(c["sim_device"]), distributed.rank_device(c["rl_device"])
+    seed = c["seed"]
+    if ranks.active and int(seed) == -1:        # one draw for the job: rank r seeds it + r
+        seed = distributed.from_rank0(set_seed(-1, torch_deterministic=c["torch_deterministic"]))
+    seed = set_seed(seed, torch_deterministic=c["torch_deterministic"], rank=rank)
     c["seed"] = seed
     if int(c.get("torch_threads", 0) or 0) > 0:
         torch.set_num_threads(int(c["torch_threads"]))
@@ -184,7 +186,9 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
                                f"{datetime.now():%Y-%m-%d_%H-%M-%S}{_multirun_job_suffix()}")
     conf["name"] = name
     run_dir = Path(conf.get("train_dir", "runs")) / run_name
-    prepare_rlgames_config(rlg_config, run_name=run_name, seed=seed, rl_device=rl_device,
+    # with train.params.config.multi_gpu set, rl-games' Runner adds the rank to the seed itself
+    prepare_rlgames_config(rlg_config, run_name=run_name, seed=seed - rank if conf.get("multi_gpu") else seed,
+                           rl_device=rl_device,
                            max_iterations=as_int(c["max_iterations"], "max_iterations", low=1, allow_empty=True),
                            test=c["test"], num_envs=int(task_cfg["env"]["numEnvs"]),
                            torch_threads=int(c.get("torch_threads", 0) or 0),
@@ -203,7 +207,7 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
     def make_env():
         env = build_env(task_cfg, rl_device, sim_device, llc=llc, steps=steps,
                         graphics_device_id=c["graphics_device_id"], viewer=viewer)
-        if c["capture_video"]:
+        if c["capture_video"] and rank == 0:
             from isaacgymenvs_hrl.utils.video import VideoRecorder
             env = VideoRecorder(env, str(run_dir / "videos"), c["capture_video_freq"], c["capture_video_len"])
         return env
@@ -228,7 +232,7 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
                                          seed, llc_cfg.get("mode", "continuous"))
 
     # a run that fails before its first checkpoint leaves no run folder behind (test runs write none)
-    keep_dir = not c["test"] or c["capture_video"]
+    keep_dir = (not c["test"] or c["capture_video"]) and rank == 0       # rank 0 writes for a multi-rank run
     created = keep_dir and rank == 0
     if created:                   # exclusively: a run of the same name and second gets <name>_2
         from isaacgymenvs_hrl.utils.atomic import new_dir, write_text
@@ -274,7 +278,11 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
             print(f"checkpoint: {best} " + (f"(the final network, also {final.name})" if same else
                                              f"(rl-games' best mean reward; the final network is {final.name})"))
     if not c["test"]:
-        print(observer.summary())
+        summary = observer.summary()            # summed over the ranks: every rank takes part
+        if rank == 0:
+            print(summary)
+    distributed.stop()
+    if not c["test"] and rank == 0:
         if c.get("eval_summary"):
             from isaacgymenvs_hrl.learning.evaluation import summarize_run
             summarize_run(make_env, rlg_config["params"], str(run_dir), seed)

@@ -103,7 +103,7 @@ def test_isaacgymenvs_train_config_unchanged(tmp_path):
     (["num_envs=-4"], "num_envs must be a positive integer"),
     (["test=True"], "checkpoint=PATH"),
     (["checkpoint=/no/such/model.pth"], "checkpoint file not found"),
-    (["multi_gpu=True"], "needs CUDA GPUs"),
+    (["multi_gpu=True"], "started by torchrun"),
     (["rl_device=cuda:0"], "no CUDA device"),
     (["no_such_key=1"], "no_such_key"),
     (["task.env.asset.assetFileName=mjcf/missing.xml"], "MJCF file not found"),

@@ -74,7 +74,9 @@ class HealthObserver(IsaacAlgoObserver):
                 self.log(f"actor frozen for {self.actor_warmup} epochs while the value head learns")
 
     def process_infos(self, infos, done_indices):
-        if hasattr(self, "algo"):                      # IsaacGymEnvs' scalar logging; episodes below
+        # IsaacGymEnvs' scalar logging, episodes below; a multi-rank run logs rank 0's (the others never
+        # print, so they keep nothing)
+        if hasattr(self, "algo") and getattr(self.algo, "global_rank", 0) == 0:
             episode = infos.get("episode") if isinstance(infos, dict) else None
             super().process_infos({k: v for k, v in infos.items() if k != "episode"}
                                   if episode is not None else infos, done_indices)
@@ -106,6 +108,20 @@ class HealthObserver(IsaacAlgoObserver):
     def after_print_stats(self, frame, epoch_num, total_time):
         super().after_print_stats(frame, epoch_num, total_time)
         self.check_epoch(epoch_num)
+        if self.max_seconds is not None and hasattr(self, "algo"):
+            stop = total_time >= self.max_seconds
+            decide = getattr(self.algo, "rank0_decides", None)     # every rank stops at rank 0's epoch
+            if decide is not None:
+                stop = decide(stop)
+            if stop:
+                if getattr(self.algo, "global_rank", 0) == 0:
+                    self.log(f"max_time: {total_time:.0f} s of training reached at epoch {epoch_num}; stopping")
+                self.algo.max_epochs = epoch_num  # rl-games saves its last checkpoint and exits this epoch
+
+    def after_train_epoch(self, epoch_num) -> None:
+        """Called by the agents (learning.distributed.DataParallel) after each epoch's update, on every
+        rank: unfreezing changes which gradients exist and resets the learning rate, both of which the
+        ranks must do at the same epoch (rl-games runs the stats hooks on rank 0 only)."""
         if self._frozen:
             # a frozen actor has no KL, so an adaptive schedule would raise the rate each epoch
             self.algo.last_lr = float(self.algo.config["learning_rate"])
@@ -114,10 +130,8 @@ class HealthObserver(IsaacAlgoObserver):
                 for p in self._frozen:
                     p.requires_grad_(True)
                 self._frozen = []
-                self.log(f"epoch {epoch_num}: actor unfrozen, PPO trains the whole network")
-        if self.max_seconds is not None and total_time >= self.max_seconds and hasattr(self, "algo"):
-            self.log(f"max_time: {total_time:.0f} s of training reached at epoch {epoch_num}; stopping")
-            self.algo.max_epochs = epoch_num      # rl-games saves its last checkpoint and exits this epoch
+                if getattr(self.algo, "global_rank", 0) == 0:
+                    self.log(f"epoch {epoch_num}: actor unfrozen, PPO trains the whole network")
 
     def check_epoch(self, epoch_num) -> None:
         """Report this epoch's NaN actions and unstable envs; stop when most actions were NaN."""
@@ -138,7 +152,11 @@ class HealthObserver(IsaacAlgoObserver):
                 "earlier checkpoint in the run's nn/ folder")
 
     def summary(self) -> str:
+        """The run's totals, over every rank of a multi-rank run (call it on every rank)."""
+        from .distributed import sum_over_ranks
         self._read()
-        actions = max(self.steps * self.num_envs * self.actions_per_step, 1)
-        return (f"summary: {actions} actions, {self.nan_total} NaN actions "
-                f"({100.0 * self.nan_total / actions:.2f}%), {self.unstable_total} unstable envs reset")
+        actions, nan, unstable = sum_over_ranks([self.steps * self.num_envs * self.actions_per_step,
+                                                 self.nan_total, self.unstable_total])
+        actions, nan, unstable = max(int(actions), 1), int(nan), int(unstable)
+        return (f"summary: {actions} actions, {nan} NaN actions "
+                f"({100.0 * nan / actions:.2f}%), {unstable} unstable envs reset")

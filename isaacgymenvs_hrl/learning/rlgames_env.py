@@ -53,6 +53,7 @@ def register_env(env_creator) -> None:
 
 from .checkpoints import (CheckpointError, atomic_torch_save, check_fits, load_checkpoint,  # noqa: E402,F401
                           require_parts)
+from .distributed import DataParallel, SACDataParallel  # noqa: E402  (multi_gpu=True under torchrun)
 
 
 class _AtomicSave:
@@ -85,15 +86,15 @@ class _PPOCheckpoints(_AtomicSave):
         self.set_central_value_function_weights(state)
 
 
-class ContinuousAgent(_PPOCheckpoints, a2c_continuous.A2CAgent):
+class ContinuousAgent(DataParallel, _PPOCheckpoints, a2c_continuous.A2CAgent):
     pass
 
 
-class DiscreteAgent(_PPOCheckpoints, a2c_discrete.DiscreteA2CAgent):
+class DiscreteAgent(DataParallel, _PPOCheckpoints, a2c_discrete.DiscreteA2CAgent):
     pass
 
 
-class SACAgent(_AtomicSave, sac_agent.SACAgent):
+class SACAgent(SACDataParallel, _AtomicSave, sac_agent.SACAgent):
     """rl-games SAC with our checkpoints, and ``max_epochs`` honoured even before an episode ends
     (rl-games checks it only after one has, so a short run on long episodes never stopped)."""
 
