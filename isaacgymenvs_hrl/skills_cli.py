@@ -387,9 +387,10 @@ def _train(cfg: DictConfig, dist) -> None:
             pairs.insert(1, (encoder_path(staged), encoder_path(output)))
         atomic.commit_together(pairs)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
-        if report_stage is not None and report_stage.exists():
-            shutil.rmtree(report_stage, ignore_errors=True)
+        if not atomic.journal_path(output).exists():      # else a failed commit: the next run completes it
+            shutil.rmtree(stage, ignore_errors=True)
+            if report_stage is not None:
+                shutil.rmtree(report_stage, ignore_errors=True)
     print(f"wrote {cfg.output} and {report}/ ({result['metrics']})")
 
 

@@ -233,7 +233,7 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
 
     # a run that fails before its first checkpoint leaves no run folder behind (test runs write none)
     keep_dir = (not c["test"] or c["capture_video"]) and rank == 0       # rank 0 writes for a multi-rank run
-    created = keep_dir and rank == 0
+    created = keep_dir
     if created:                   # exclusively: a run of the same name and second gets <name>_2
         from isaacgymenvs_hrl.utils.atomic import new_dir, write_text
         claimed = new_dir(run_dir)
@@ -243,8 +243,6 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
             if c["capture_video"]:              # its recorder points at the other run's folder
                 first_env.pop().close()
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(c)))
-    elif keep_dir:
-        run_dir.mkdir(parents=True, exist_ok=True)
     register_env(create_env)
     observer = HealthObserver(actions_per_step=steps if llc is not None else 1,
                               max_seconds=float(c["max_time"]) if c.get("max_time", "") != "" else None,

@@ -152,15 +152,20 @@ def _apply(staged: Path, target: Path, old: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def journal_path(target: str | os.PathLike) -> Path:
+    """This process's commit journal for a unit whose first target is ``target``."""
+    target = Path(target).resolve()
+    return target.with_name(f"{target.name}.{TAG}.commit.{os.getpid()}")
+
+
 def commit_together(pairs) -> None:
     """Rename each staged file or folder onto its target as one unit. The journal (beside the first
     target) is written before the first rename; ``finish_commits`` completes it after a kill."""
     pairs = [(Path(s).resolve(), Path(t).resolve()) for s, t in pairs]
     for staged, _ in pairs:
         _fsync_tree(staged)
-    first = pairs[0][1]
-    journal = first.with_name(f"{first.name}.{TAG}.commit.{os.getpid()}")
-    steps = [[str(s), str(t), str(tmp_path(t).with_name(f"{t.name}.{TAG}.old.{os.getpid()}"))] for s, t in pairs]
+    journal = journal_path(pairs[0][1])
+    steps = [[str(s), str(t), str(t.with_name(f"{t.name}.{TAG}.old.{os.getpid()}"))] for s, t in pairs]
     write_text(journal, json.dumps(steps))
     for s, t, old in steps:
         _apply(Path(s), Path(t), Path(old))
@@ -174,17 +179,17 @@ def finish_commits(folder: str | os.PathLike) -> list[Path]:
     done = []
     if not folder.is_dir():
         return done
-    for journal in folder.iterdir():
+    for journal in list(folder.iterdir()):
         if not _dead(_JOURNAL, journal.name):
             continue
         try:
-            steps = json.loads(journal.read_text())
-        except (OSError, ValueError):
+            steps = [tuple(map(Path, step)) for step in json.loads(journal.read_text())]
+        except (OSError, ValueError, TypeError):
             continue
-        for s, t, old in steps:
-            if Path(old).name.startswith(Path(t).name + f".{TAG}.old."):    # only what we wrote
-                _apply(Path(s), Path(t), Path(old))
-                done.append(Path(t))
+        for s, t, old in steps:          # only what a commit of ours staged: names of our pattern
+            if (_TMP.match(s.name) or _TMP.match(s.parent.name)) and old.name.startswith(f"{t.name}.{TAG}.old."):
+                _apply(s, t, old)
+                done.append(t)
         journal.unlink()
     return done
 
