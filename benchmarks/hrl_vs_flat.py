@@ -48,7 +48,7 @@ def conditions(task: str, hl_iters: int, k: int = 5, max_time: float | None = No
     if reward:
         suffix = f", {reward}{suffix}"
     for llc in (TASK_LLCS.get(task, LLCS) if llcs is None else llcs):
-        yield f"{task} HL over {llc}{suffix}", [f"task={task}HRL", f"task.env.llc.checkpoint={llc}",
+        yield f"{task} HL over {llc}{'' if k == 5 else f', k={k}'}{suffix}", [f"task={task}HRL", f"task.env.llc.checkpoint={llc}",
                                                 f"task.env.llc.steps={k}", *shared, *budget(hl_iters)]
     if flat:
         size = [] if task in TASK_LLCS else ["num_envs=64", "train.params.config.minibatch_size=512"]
@@ -158,6 +158,7 @@ def main(argv=None):
     p.add_argument("--work", default="hrl_vs_flat")
     p.add_argument("--tasks", nargs="*", default=["HumanoidLocation", "HumanoidHeading"])
     p.add_argument("--hl-iters", type=int, default=100)
+    p.add_argument("--k", type=int, default=5, help="control steps per high-level decision")
     p.add_argument("--seeds", nargs="*", type=int, default=[0])
     p.add_argument("--max-time", type=float, default=None,
                    help="equal wall clock instead: every run trains this many seconds (hrl-train max_time)")
@@ -175,7 +176,7 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     log = lambda s: print(s, flush=True)
     runs = [(name, cmd, seed) for seed in args.seeds for task in args.tasks
-            for name, cmd in conditions(task, args.hl_iters, max_time=args.max_time, llcs=args.llcs,
+            for name, cmd in conditions(task, args.hl_iters, k=args.k, max_time=args.max_time, llcs=args.llcs,
                                         flat=args.flat, reward=args.reward)]
     if args.report_only:
         found = [run_dir(work, name, seed) / "result.json" for name, _, seed in runs]

@@ -184,19 +184,28 @@ class PriorAnchoredAgent(DiscreteAgent):
         ce = out["prev_neglogp"].mean()
         self.optimizer.zero_grad()
         (self.replay_coef * ce).backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_norm)
-        self.optimizer.step()
+        self.trancate_gradients_and_step()          # rl-games' own: gradients averaged over ranks, clipped
         self._replay_ces.append(float(ce.detach()))
+
+    def _over_ranks(self, value: float, op: str = "mean") -> float:
+        """The same number on every rank (multi_gpu): the mean or the minimum over the ranks."""
+        if not getattr(self, "multi_gpu", False):
+            return value
+        import torch.distributed as dist
+        t = torch.tensor([value], dtype=torch.float64, device=self.ppo_device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.SUM)
+        return float(t) if op == "min" else float(t) / self.world_size
 
     def train_actor_critic(self, input_dict):
         result = super().train_actor_critic(input_dict)
-        kl = -float(result[2].detach())            # the model's "entropy" is -KL(pi || prior)
+        # the model's "entropy" is -KL(pi || prior); every rank tunes the coefficient on the same value
+        kl = self._over_ranks(-float(result[2].detach()))
         self._kls.append(kl)
         if self.target_kl is not None:
             self.log_coef = min(max(self.log_coef + self.coef_lr * (kl - self.target_kl), math.log(1e-5)),
                                 math.log(10.0))
             self.entropy_coef = math.exp(self.log_coef)
-        if self.replay is not None and len(self.replay.obs) >= self.replay_batch:
+        if self.replay is not None and self._over_ranks(float(len(self.replay.obs) >= self.replay_batch), "min"):
             self._imitate_elites()
         return result
 
