@@ -17,7 +17,7 @@ from ..errors import UserError
 from ..utils.config import as_float, as_int
 
 # algorithms registered by rlgames_env.register_agents (each with our checkpoint handling)
-ALGORITHMS = ("a2c_continuous", "a2c_discrete", "sac", "hrl_mixture")
+ALGORITHMS = ("a2c_continuous", "a2c_discrete", "sac", "hrl_mixture", "hrl_prior_discrete")
 
 # names IsaacGymEnvs (or its forks) register in their train.py, with what to use here instead
 NOT_HERE = {
@@ -56,6 +56,9 @@ NUMERIC = {
 @functools.lru_cache(maxsize=1)
 def _registered_models_and_networks() -> tuple[frozenset, frozenset]:
     from rl_games.algos_torch.model_builder import ModelBuilder
+
+    from .prior_agent import register
+    register()                                  # this project's own model and network names
     builder = ModelBuilder()
     return (frozenset(builder.model_factory._builders),
             frozenset(builder.network_builder.network_factory._builders))
@@ -101,7 +104,7 @@ def check_train_cfg(train: dict, num_envs: int, num_agents: int = 1, test: bool 
                 raise UserError(f"train.params.config.{key} must be >= 1 or -1 (no limit), got 0")
     shaper = conf.get("reward_shaper") or {}
     if isinstance(shaper, dict):
-        for key in ("scale_value", "shift_value"):
+        for key in ("scale_value", "shift_value", "min_val", "max_val"):
             if key in shaper:
                 as_float(shaper[key], f"train.params.config.reward_shaper.{key}")
     player = conf.get("player") or {}
