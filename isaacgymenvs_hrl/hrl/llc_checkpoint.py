@@ -93,7 +93,7 @@ def check_spec(spec: dict) -> None:
 
 
 def _number(spec: dict, path: str, low: float, integer: bool = False, low_open: bool = False):
-    """The spec field at ``path``: a (positive) number, or one LLCError naming it."""
+    """The spec field at ``path``: a number (an integer) above ``low``, or one LLCError naming it."""
     value = _require(spec, path)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (not integer or float(value).is_integer()) and (value > low if low_open else value >= low)
@@ -120,6 +120,8 @@ def _check_values(spec: dict) -> None:
                                                    and isinstance(e[1], int) and e[1] > 0 for e in slices):
             raise LLCError(f"obs.{part}: expected [[slice name, positive size], ...], found {slices!r}")
     meaning = spec["latent"].get("meaning") or {}
+    if not isinstance(meaning, dict):
+        raise LLCError(f"latent.meaning: expected {{'slices', 'center', 'half_range'}}, found {meaning!r}")
     d = int(spec["latent"]["dim"])
     for key in ("center", "half_range"):
         if key in meaning:
@@ -132,6 +134,7 @@ def _check_values(spec: dict) -> None:
 
 
 def _field(spec: dict, path: str):
+    """The value at ``path``, or None where a part is missing (for optional fields)."""
     node = spec
     for key in path.split("."):
         node = node.get(key) if isinstance(node, dict) else None
