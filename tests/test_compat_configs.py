@@ -137,8 +137,10 @@ def test_sac_config_is_bounded_by_max_iterations_and_replays(tmp_path, monkeypat
     status, out, _ = _run(_args(cfg_dir, "HumanoidSAC", "max_iterations=2"), capsys)
     assert status == 0, out[-3000:]
     assert "max_epochs 50000 -> 2" in out and "epoch: 2/2" in out
-    ckpt = _checkpoints(tmp_path)[-1]
-    assert "_ep_2" in ckpt
+    ckpts = _checkpoints(tmp_path)
+    assert any("_ep_2" in c for c in ckpts), ckpts            # stopped at epoch 2
+    ckpt = ckpts[-1]
+    assert ckpt.endswith("HumanoidSAC.pth")                   # and the run's final network under its name
     status, out, _ = _run(_args(cfg_dir, "HumanoidSAC", "test=True", f"checkpoint={ckpt}"), capsys)
     assert status == 0, out[-3000:]
     assert f"playing {NUM_ENVS} games" in out and "av reward:" in out and "summary: test=True" in out
