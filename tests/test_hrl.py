@@ -687,3 +687,18 @@ def test_latent_size_that_disagrees_with_the_network_is_refused(tmp_path):
     torch.save(blob, tmp_path / "edited.pt")
     with pytest.raises(LLCError, match="architecture.policy.latent_dim is .* but the spec says"):
         load_llc(tmp_path / "edited.pt")
+
+
+def test_non_finite_high_level_actions_are_counted_and_end_their_episode():
+    """inf is no more a usable latent than NaN: either reaches the task as NaN actions, once per
+    high-level action, counted in extras["nan_actions"] and ended, as a flat task treats them."""
+    from isaacgymenvs_hrl.hrl.env_factory import build_env
+    from isaacgymenvs_hrl.utils.task_config import load_task_config
+    env = build_env(load_task_config("HumanoidLocationHRL", ["num_envs=4", "num_threads=1"]))
+    env.reset()
+    actions = torch.zeros(4, env.action_space.shape[0])
+    actions[1, 0], actions[2, 1] = float("inf"), float("-inf")
+    _, _, done, extras = env.step(actions)
+    assert int(extras["nan_actions"]) == 2 and done.tolist() == [0, 1, 1, 0]
+    _, _, done, extras = env.step(torch.zeros_like(actions))
+    assert int(extras["nan_actions"]) == 2 and done.tolist() == [0, 0, 0, 0]

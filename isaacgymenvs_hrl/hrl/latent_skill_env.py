@@ -130,6 +130,9 @@ class LatentSkillEnv:
         hl = hl.long().view(-1) if self.mode == "discrete" else hl.float()
         if self.hl_latency is not None:
             hl = self.hl_latency.delay_actions(hl)
+        # a non-finite high-level action (inf as well as NaN) reaches the task as NaN actions, which it
+        # counts in extras["nan_actions"] and resets, as it does a flat policy's
+        bad = None if self.mode == "discrete" else ~torch.isfinite(hl).view(n, -1).all(-1)
         mid_obs = task.obs_slice(task.obs_processed, llc.mid_obs_names) if llc.mid_obs_names else None
         z, head, choice = llc.decode(self.mode, hl, mid_obs)
 
@@ -143,6 +146,8 @@ class LatentSkillEnv:
             if self.mode == "discrete" and i > 0:     # the skill is held; its latent follows the state
                 z = llc.decode("discrete", hl, task.obs_slice(task.obs_processed, llc.mid_obs_names))[0]
             actions = llc(task.obs_slice(task.obs_processed, llc.obs_names), z, head)
+            if bad is not None and i == 0:          # once per high-level action: counted once, env ended
+                actions = torch.where(bad[:, None], torch.full_like(actions, float("nan")), actions)
             saturation += alive * (actions.abs() >= 0.99 * llc.action_scale).float().mean(-1)
             _, r, d, extras = task.step(actions)
             reward += torch.where(alive, r.to(self.device) * self.discounts[i], torch.zeros_like(r))
