@@ -141,6 +141,11 @@ def load_run(checkpoint: str | Path, llc=None) -> TrainedRun:
     require_parts(state, ["model"], checkpoint)
     cfg = read_run_config(checkpoint)
     params = cfg["train"]["params"]
+    if params["model"]["name"] == "discrete_prior_a2c":
+        raise ExportError(f"checkpoint={checkpoint}: a high level anchored to the skill prior "
+                          "(train=HRLPriorPPO) reads the prior's log-probabilities given each env's previous "
+                          "skill, a state the exported graph does not carry yet; export is not supported for it "
+                          "(hrl-eval and hrl-train test=True run it)")
     task = build_task(cfg)
     env, llc, llc_path, mode, steps = wrap_hierarchical(task, cfg, llc)
     discrete = params["model"]["name"] in ("discrete_a2c", "multi_discrete_a2c")
