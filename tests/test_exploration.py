@@ -27,7 +27,7 @@ def test_random_high_level_explores_more_than_standing_still(tmp_path):
                        task_family="franka", obs=[["proprio", 22]], action={"dim": 5, "scale": 1.0, "control_type": "ee_delta"},
                        latent={"dim": 3, "modes": ["continuous"], "normalization": "none"},
                        default_steps=5, control_dt=0.05)
-    llc = load_llc(path)
+    llc = load_llc(path, trust_code=True)          # the test scripted this module itself
     still = explore_flat(task, lambda obs: torch.tensor([[0.0, 0, 0, 0, 1]]).expand(4, 5), 30)
     moving = explore_llc(task, llc, "continuous", 30, seed=0)
     moving.pop("_end")
