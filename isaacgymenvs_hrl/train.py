@@ -161,7 +161,8 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
     from isaacgymenvs_hrl.learning import distributed
     from isaacgymenvs_hrl.learning.compat import prepare_rlgames_config, warn_unknown_added_keys
     from isaacgymenvs_hrl.learning.observer import HealthObserver
-    from isaacgymenvs_hrl.learning.rlgames_env import register_agents, register_env
+    from isaacgymenvs_hrl.learning.registry import register_agents
+    from isaacgymenvs_hrl.learning.rlgames_env import register_env
     from isaacgymenvs_hrl.tasks import isaacgym_task_map
     from isaacgymenvs_hrl.utils.atomic import remove_stale_tmp
     from isaacgymenvs_hrl.utils.seeding import set_seed

@@ -8,7 +8,7 @@ apart, and has none of it for SAC. Here:
 - ``check_launch`` (in ``train.validate``) turns a wrong launch into one line; ``start`` (in
   ``train.run``) forms the process group from torchrun's variables, with the backend that fits the
   device (gloo for CPU ranks, NCCL for CUDA ones), and checks that every rank resolved the same config.
-- ``DataParallel`` (mixed into every agent ``rlgames_env.register_agents`` registers) lets rl-games
+- ``DataParallel`` (mixed into every agent ``registry.register_agents`` registers) lets rl-games
   build the agent as a single process, then switches rl-games' own multi-GPU code on and adds what
   it lacks: the normalizers merged over the ranks after every epoch, nothing written by ranks other
   than 0, and for SAC (``SACDataParallel``) averaged gradients, a common start, frames of all ranks,

@@ -178,18 +178,3 @@ class SACPlayer(_PlayerSummary, players.SACPlayer):
             getattr(net, part).load_state_dict(state[part])
         if self.normalize_input and "running_mean_std" in state:
             self.model.running_mean_std.load_state_dict(state["running_mean_std"])
-
-
-def register_agents(runner) -> None:
-    """Our agents and players for every algorithm name, so no rl-games loader runs unchecked."""
-    from .mixture_agent import MixtureAgent
-    from .prior_agent import PriorAnchoredAgent, register as register_prior_networks
-    register_prior_networks()
-    for name, agent in (("a2c_continuous", ContinuousAgent), ("a2c_discrete", DiscreteAgent),
-                        ("hrl_mixture", MixtureAgent), ("hrl_prior_discrete", PriorAnchoredAgent),
-                        ("sac", SACAgent)):
-        runner.algo_factory.register_builder(name, lambda _cls=agent, **kw: _cls(**kw))
-    for name, player in (("a2c_continuous", PpoPlayerContinuous), ("a2c_discrete", PpoPlayerDiscrete),
-                         ("hrl_mixture", PpoPlayerContinuous), ("hrl_prior_discrete", PpoPlayerDiscrete),
-                         ("sac", SACPlayer)):
-        runner.player_factory.register_builder(name, lambda _cls=player, **kw: _cls(**kw))
