@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..utils.atomic import commit, tmp_path
+from ..utils.atomic import write_bytes
 from .modules import HierarchicalPolicy, HighLevelActor, SkillExecutor
 from .run import ExportError, TrainedRun
 
@@ -123,13 +123,7 @@ def _export_bytes(module, inputs, in_specs, out_specs, fmt: str) -> bytes:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path(path)
-    try:
-        tmp.write_bytes(data)
-        commit(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_bytes(path, data)
 
 
 def export_policy(run: TrainedRun, output: str | os.PathLike, fmt: str = "onnx", part: str = "full") -> tuple[Path, Path]:

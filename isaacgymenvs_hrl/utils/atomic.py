@@ -90,17 +90,22 @@ def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     fsync_dir(Path(path).parent)
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """``path.write_text(text)``, atomically."""
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """``path.write_bytes(data)``, atomically."""
     path = Path(path)
     tmp = tmp_path(path)
     try:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         commit(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """``path.write_text(text)`` (UTF-8), atomically."""
+    return write_bytes(path, text.encode("utf-8"))
 
 
 # ---- staged outputs that commit together -------------------------------------------------------
