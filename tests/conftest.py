@@ -140,3 +140,18 @@ def train_in_process(args, capsys):
         status = exc.code
     out = capsys.readouterr()
     return status, out.out + out.err, out.err
+
+
+def humanoid_walk_data(n: int = 256) -> tuple[dict, dict]:
+    """(arrays, metadata) of a small random dataset in HumanoidLocomotion's layout: episodes of 64 steps."""
+    import numpy as np
+
+    from isaacgymenvs_hrl.datasets.importers import task_metadata
+    meta = task_metadata("HumanoidLocomotion")
+    width = sum(s for _, s in meta["obs_layout"])
+    rng = np.random.default_rng(0)
+    data = {"observations": rng.normal(size=(n, width)).astype(np.float32),
+            "actions": rng.uniform(-1, 1, size=(n, meta["num_actions"])).astype(np.float32),
+            "rewards": rng.normal(size=n).astype(np.float32), "terminals": np.zeros(n, bool),
+            "timeouts": np.arange(n) % 64 == 63}
+    return data, meta

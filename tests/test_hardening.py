@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import train_in_process
+from conftest import humanoid_walk_data, train_in_process
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -247,16 +247,8 @@ def _assert_clear(code, out, err, expected):
 def datasets(tmp_path_factory):
     """A small valid dataset with HumanoidLocomotion's metadata, one with NaN in /obs/task only, one empty."""
     from isaacgymenvs_hrl.datasets import write_dataset
-    from isaacgymenvs_hrl.datasets.importers import task_metadata
     d = tmp_path_factory.mktemp("datasets")
-    meta = task_metadata("HumanoidLocomotion")
-    width = sum(s for _, s in meta["obs_layout"])
-    rng = np.random.default_rng(0)
-    n = 256
-    data = {"observations": rng.normal(size=(n, width)).astype(np.float32),
-            "actions": rng.uniform(-1, 1, size=(n, meta["num_actions"])).astype(np.float32),
-            "rewards": rng.normal(size=n).astype(np.float32), "terminals": np.zeros(n, bool),
-            "timeouts": (np.arange(n) % 64 == 63)}
+    data, meta = humanoid_walk_data()
     good = write_dataset(d / "good.hdf5", data, meta)
     # finite, but far outside the tasks' action box [-1, 1]
     huge = write_dataset(d / "huge.hdf5", dict(data, actions=data["actions"] * np.float32(1e38)), meta)

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import train_in_process
+from conftest import humanoid_walk_data, train_in_process
 
 from isaacgymenvs_hrl.utils.atomic import TAG
 
@@ -109,7 +109,6 @@ def world(tmp_path_factory):
     file (the run must get its own folder), its ONNX export, a dataset and a BC LLC with its report."""
     import isaacgymenvs_hrl.train as train
     from isaacgymenvs_hrl.datasets import write_dataset
-    from isaacgymenvs_hrl.datasets.importers import task_metadata
     from isaacgymenvs_hrl.export.exporter import export_policy
     from isaacgymenvs_hrl.export.run import load_run
     d = tmp_path_factory.mktemp("hostile")
@@ -129,14 +128,7 @@ def world(tmp_path_factory):
     onnx, _ = export_policy(run, d / "policy.onnx", fmt="onnx", part="full")
     run.task.close()
 
-    meta = task_metadata("HumanoidLocomotion")
-    width = sum(s for _, s in meta["obs_layout"])
-    rng = np.random.default_rng(0)
-    n = 256
-    data = {"observations": rng.normal(size=(n, width)).astype(np.float32),
-            "actions": rng.uniform(-1, 1, size=(n, meta["num_actions"])).astype(np.float32),
-            "rewards": rng.normal(size=n).astype(np.float32), "terminals": np.zeros(n, bool),
-            "timeouts": np.arange(n) % 64 == 63}
+    data, meta = humanoid_walk_data()
     dataset = write_dataset(d / "walk.hdf5", data, meta)
     llc = d / "llcs" / "walk.llc.pt"
     code, out, _ = _cli("isaacgymenvs_hrl.skills_cli", SKILLS + [f"dataset={dataset}", f"output={llc}"], d)
