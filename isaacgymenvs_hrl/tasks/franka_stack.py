@@ -94,6 +94,9 @@ class FrankaStack(FrankaBase):
 
     variant_names = VARIANTS
     group_names = SET_NAMES
+    # the objects that object_qpos(), object_dims() and grasped_colour() index, in order: skill
+    # diagnostics name a skill's end state by them ("reach red", "lift blue")
+    object_names = COLORS
     reward_defaults = dict(zip(REWARD_TERMS, (0.1, 0.2, 0.3, 0.5, 2.0, 20.0)))
     reward_terms = REWARD_TERMS
     obs_units = {"proprio": "arm joints (rad), arm joint velocities (rad/s * dofVelocityScale), finger "
