@@ -40,11 +40,19 @@ def cell_job(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
     c = OmegaConf.to_container(cfg, resolve=True)
     b = c["budget"]
-    p = plan(c["study"], str(c["arm"]), str(c["setting"]), int(c["seed"]), c["arms"], c["settings"],
-             int(b["env_steps"]), int(b["num_envs"]), int(b["horizon"]),
-             float(b["max_time"]) if b.get("max_time") not in (None, "") else None, flatten(c.get("hrl_train") or {}))
-    return run_cell(hc.runtime.output_dir, c["study"], str(c["arm"]), str(c["setting"]), int(c["seed"]), p,
-                    list(hc.overrides.task))
+    try:
+        p = plan(c["study"], str(c["arm"]), str(c["setting"]), int(c["seed"]), c["arms"], c["settings"],
+                 int(b["env_steps"]), int(b["num_envs"]), int(b["horizon"]),
+                 float(b["max_time"]) if b.get("max_time") not in (None, "") else None,
+                 flatten(c.get("hrl_train") or {}))
+        return run_cell(hc.runtime.output_dir, c["study"], str(c["arm"]), str(c["setting"]), int(c["seed"]), p,
+                        list(hc.overrides.task))
+    except UserError as exc:       # Hydra runs the other cells, then reports the first failure
+        raise CellError(str(exc)) from None
+
+
+class CellError(UserError):
+    """A cell that could not run or failed; its message says which and why."""
 
 
 def run(experiment: str, overrides: list) -> None:

@@ -86,8 +86,9 @@ def finished(cell_dir: str | os.PathLike) -> Path | None:
 
 
 def run_cell(cell_dir: str | os.PathLike, study: str, arm: str, setting: str, seed: int, p: dict,
-             overrides: list, log=print) -> dict:
+             overrides: list, log=None) -> dict:
     """Train and evaluate one cell in ``cell_dir`` (skipped when its result exists); returns the result."""
+    log = log or (lambda line: print(line, flush=True))     # a sweep's log file shows each cell as it goes
     cell_dir = Path(cell_dir)
     done = finished(cell_dir)
     if done is not None:

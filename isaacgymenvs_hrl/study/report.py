@@ -67,11 +67,11 @@ def _quote(part: str) -> str:
     return shlex.quote(part)
 
 
-def _mean_spread(values) -> str:
+def _mean_spread(values, digits: int = 3) -> str:
     v = np.asarray([x for x in values if x is not None], dtype=float)
     if v.size == 0:
         return ""
-    return f"{v.mean():.3f} ± {v.std():.3f}" if v.size > 1 else f"{v.mean():.3f}"
+    return f"{v.mean():.{digits}f} ± {v.std():.{digits}f}" if v.size > 1 else f"{v.mean():.{digits}f}"
 
 
 def _end_of_curve(r: dict, name: str, scale: float = 1.0, share: float = 0.2):
@@ -83,19 +83,27 @@ def _end_of_curve(r: dict, name: str, scale: float = 1.0, share: float = 0.2):
     return float(np.mean(values[-n:])) * scale
 
 
+def throughput(r: dict):
+    """Control steps per second of training (between the first and the last epoch on the curve)."""
+    c = r["curve"]["return"]
+    if len(c["wall_s"]) < 2 or c["wall_s"][-1] <= c["wall_s"][0]:
+        return None
+    return (c["env_steps"][-1] - c["env_steps"][0]) / (c["wall_s"][-1] - c["wall_s"][0])
+
+
 def table(results: list, setting: str) -> list:
     cells = [r for r in results if r["setting"] == setting]
     arms = list(dict.fromkeys(r["arm"] for r in cells))
-    lines = ["| arm | seeds | control steps (epochs x k) | wall (s) | eval success, untrained -> trained | "
-             "eval return, trained | training success, last 20% | training return, last 20% |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| arm | seeds | control steps (epochs x k) | control steps/s | wall (s) | eval success, untrained -> "
+             "trained | eval return, trained | training success, last 20% | training return, last 20% |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for arm in arms:
         rs = sorted((r for r in cells if r["arm"] == arm), key=lambda r: r["seed"])
         b = rs[0]["budget"]
         succ = lambda r, when: r["eval"][when].get("success_per_episode")
         lines.append(
             f"| {rs[0]['arm_label']} | {len(rs)} | {b['env_steps']:,} ({b['epochs']} x {b['k']}) | "
-            f"{np.mean([r['wall_s'] for r in rs]):.0f} | {_mean_spread(succ(r, 'untrained') for r in rs)} -> "
+            f"{_mean_spread((throughput(r) for r in rs), 0)} | {np.mean([r['wall_s'] for r in rs]):.0f} | {_mean_spread(succ(r, 'untrained') for r in rs)} -> "
             f"{_mean_spread(succ(r, 'trained') for r in rs)} | "
             f"{_mean_spread(r['eval']['trained']['return_per_episode'] * r['return_scale'] for r in rs)} | "
             f"{_mean_spread(_end_of_curve(r, 'success') for r in rs)} | "

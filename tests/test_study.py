@@ -1,0 +1,164 @@
+"""hrl-study end to end at a tiny budget: each experiment's sweep through Hydra's joblib launcher
+(real hrl-train processes, real MuJoCo and rl-games), the raw results beside the TensorBoard logs,
+skip on rerun, never over an earlier result, the report (markdown + PNG) whose written command
+reproduces the sweep, and the SLURM launcher writing its job script on a machine without SLURM.
+
+The tiny settings (4 envs, 16-step episodes, one or two epochs) make every number meaningless;
+the tests check the machinery, not the learning.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="the [sweep] extra: pip install hydra-joblib-launcher")
+
+STUDY = [sys.executable, "-m", "isaacgymenvs_hrl.cli.study"]
+TINY = ["budget.env_steps=64", "budget.num_envs=4", "budget.horizon=8", "+hrl_train.task.env.episodeLength=16",
+        "+hrl_train.task.env.llc.match_epochs=5"]
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+
+
+def study(*args, cwd, env=None, timeout=600):
+    return subprocess.run(STUDY + list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
+
+
+def results(sweep: Path) -> dict:
+    return {p.relative_to(sweep).parts[:3]: p for p in sorted(sweep.glob("*/*/*/runs/*/result.json"))}
+
+
+@pytest.fixture(scope="module")
+def peg_sweep(tmp_path_factory):
+    """peg_transfer, flat PPO and the LDSE high level with skill matching, on the square peg: the
+    matching reads a round-peg dataset collected here by the scripted expert."""
+    work = tmp_path_factory.mktemp("peg")
+    collect = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.collect", "task=FrankaPegInHole",
+                              "policy=expert", "num_envs=4", "num_episodes=4", "task.env.episodeLength=40",
+                              "output=datasets/peg_round.hdf5"], cwd=work, capture_output=True, text=True,
+                             timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert collect.returncode == 0, collect.stderr[-2000:]
+    args = ["run", "peg_transfer", "arm=flat,ldse_match", "setting=square_1mm", "seed=0", "out=sweep", *TINY]
+    first = study(*args, *JOBLIB, cwd=work)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    return work, args
+
+
+@pytest.fixture(scope="module")
+def object_sweep(tmp_path_factory):
+    work = tmp_path_factory.mktemp("objects")
+    args = ["run", "object_transfer", "arm=ldse,helms", "setting=mixed", "seed=0", "out=sweep", *TINY]
+    first = study(*args, *JOBLIB, cwd=work)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    return work, args
+
+
+def check_results(sweep: Path, cells: dict) -> None:
+    found = results(sweep)
+    assert set(found) == set(cells)
+    for (arm, setting, seed), path in found.items():
+        r = json.loads(path.read_text())
+        assert (r["arm"], r["setting"], f"s{r['seed']}") == (arm, setting, seed)
+        assert (path.parent / "summaries").is_dir() and (path.parent / "eval_summary.json").is_file()
+        assert r["budget"]["k"] == cells[(arm, setting, seed)]
+        assert r["budget"]["env_steps"] >= 64 and r["budget"]["env_steps"] == r["budget"]["epochs"] * 4 * 8 * r["budget"]["k"]
+        assert f"max_iterations={r['budget']['epochs']}" in r["train_command"]
+        for when in ("untrained", "trained"):
+            assert 0.0 <= r["eval"][when]["success_per_episode"] <= 1.0
+        ret = r["curve"]["return"]
+        assert ret["value"] and len(ret["value"]) == len(ret["env_steps"]) == len(ret["wall_s"])
+        assert ret["wall_s"] == sorted(ret["wall_s"]) and ret["wall_s"][0] > 0
+        assert max(ret["env_steps"]) <= r["budget"]["env_steps"]
+
+
+def test_peg_transfer_sweep_writes_raw_results(peg_sweep):
+    work, _ = peg_sweep
+    check_results(work / "sweep", {("flat", "square_1mm", "s0"): 1, ("ldse_match", "square_1mm", "s0"): 8})
+    r = json.loads(results(work / "sweep")[("ldse_match", "square_1mm", "s0")].read_text())
+    assert "task.env.llc.match_init=" + str(work / "datasets" / "peg_round.hdf5") in r["train_command"]
+    assert "task.env.pegShapes=[square]" in r["train_command"] and r["return_scale"] == 8
+
+
+def test_object_transfer_sweep_writes_raw_results(object_sweep):
+    work, _ = object_sweep
+    check_results(work / "sweep", {("ldse", "mixed", "s0"): 8, ("helms", "mixed", "s0"): 5})
+
+
+def test_rerun_skips_finished_cells_and_never_overwrites(peg_sweep):
+    work, args = peg_sweep
+    before = {k: (p, p.read_bytes()) for k, p in results(work / "sweep").items()}
+    runs = sorted(work.glob("sweep/*/*/*/runs/*"))
+    again = study(*args, *JOBLIB, cwd=work)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("done already") == 2
+    assert sorted(work.glob("sweep/*/*/*/runs/*")) == runs
+    assert {k: (p, p.read_bytes()) for k, p in results(work / "sweep").items()} == before
+    # another budget in the same folder is refused, in one line, before anything runs
+    other = study(*[a if a != "budget.env_steps=64" else "budget.env_steps=4096" for a in args], cwd=work)
+    assert other.returncode != 0 and "holds a result of another command" in other.stderr
+    assert sorted(work.glob("sweep/*/*/*/runs/*")) == runs
+
+
+def test_report_tables_pngs_and_the_command_beside_them(peg_sweep, object_sweep):
+    import matplotlib.image
+
+    peg, _ = peg_sweep
+    objects, _ = object_sweep
+    rep = study("report", str(peg / "sweep"), str(objects / "sweep"), "--out", "docs/results.md", cwd=peg)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    text = (peg / "docs" / "results.md").read_text()
+    assert "## peg_transfer" in text and "## object_transfer" in text
+    assert re.search(r"^\| flat PPO \| 1 \| 64 \(2 x 1\) \|", text, re.M)
+    assert re.search(r"^\| HL over franka/peg_ldse, skill matching \| 1 \| 256 \(1 x 8\) \|", text, re.M)
+    assert re.search(r"^\| HL over franka/stack_helms \(cubes, discrete\) \| 1 \| 160 \(1 x 5\) \|", text, re.M)
+    pngs = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
+    assert len(pngs) == 2
+    for png in pngs:
+        image = matplotlib.image.imread(peg / "docs" / png)
+        assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
+    # the command written beside the peg table is the sweep: rerun, every cell is found done
+    command = next(line for line in text.splitlines() if line.startswith("hrl-study run peg_transfer"))
+    rerun = study(*shlex.split(command)[1:], cwd=peg)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert rerun.stdout.count("done already") == 2
+
+
+def test_report_of_an_empty_folder_is_one_line(tmp_path):
+    rep = study("report", str(tmp_path), "--out", str(tmp_path / "r.md"), cwd=tmp_path)
+    assert rep.returncode == 2 and "no finished cells" in rep.stderr and "Traceback" not in rep.stderr
+    unknown = study("run", "peg_transfer", "arm=nope", "seed=0", "setting=square_1mm", f"out={tmp_path}/s",
+                    cwd=tmp_path)
+    assert unknown.returncode != 0 and "arm=nope is not an arm of study peg_transfer" in unknown.stderr
+
+
+def test_slurm_launcher_writes_its_job_script(tmp_path):
+    """hydra/launcher=submitit_slurm on a machine without SLURM: submitit pickles each cell and
+    writes the sbatch script, then sbatch (here a program that refuses: no cluster) stops it."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install hydra-submitit-launcher")
+    bin_dir = tmp_path / "no_slurm"
+    bin_dir.mkdir()
+    for tool in ("srun", "sbatch"):
+        (bin_dir / tool).write_text(f"#!/bin/sh\necho '{tool}: no SLURM cluster on this machine' >&2\nexit 1\n")
+        (bin_dir / tool).chmod(0o755)
+    out = study("run", "peg_transfer", "arm=flat,ldse", "setting=square_1mm", "seed=0", "out=sweep",
+                "hydra/launcher=submitit_slurm", "hydra.launcher.partition=cpu", "hydra.launcher.timeout_min=120",
+                "hydra.launcher.cpus_per_task=2", cwd=tmp_path, env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert out.returncode != 0 and "sbatch: no SLURM cluster" in out.stderr
+    scripts = list((tmp_path / "sweep" / ".submitit").glob(".submission_file_*.sh"))
+    assert len(scripts) == 1
+    script = scripts[0].read_text()
+    for line in ("#SBATCH --array=0-1", "#SBATCH --partition=cpu", "#SBATCH --time=120",
+                 "#SBATCH --cpus-per-task=2", "#SBATCH --job-name=hrl-study_peg_transfer"):
+        assert line in script
+    assert "-m submitit.core._submit" in script
+    jobs = [pickle.load(open(p, "rb")) for p in (tmp_path / "sweep" / ".submitit").glob("*.pkl")]
+    assert sorted(j.args[0][0] for j in jobs) == ["arm=flat", "arm=ldse"]
+    assert not list((tmp_path / "sweep").glob("*/*/*/runs"))          # nothing ran here
