@@ -35,7 +35,7 @@ def actor(name: str, task):
         center, half = torch.tensor(meaning["center"]), torch.tensor(meaning["half_range"])
         width = sum(n for _, n in llc.spec["obs"]["policy"])
         return lambda obs, cmd: llc(obs[:, :width], ((cmd - center) / half).clamp(-1, 1))
-    from isaacgymenvs_hrl.collect import load_rlgames_policy
+    from isaacgymenvs_hrl.learning.runs import load_rlgames_policy
     policy = load_rlgames_policy(path, task.num_obs, task.num_actions)
 
     def act(obs, cmd):

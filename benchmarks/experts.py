@@ -60,7 +60,7 @@ def run_suite(name: str, num_envs: int, per_env: int, seed: int, noise: float, l
     cfg = compose(task_name, [*overrides, *extra_overrides])
     task = isaacgymenvs_hrl.make(seed, task_name, num_envs, "cpu", "cpu", cfg=cfg)
     if policy_path:
-        from isaacgymenvs_hrl.collect import load_rlgames_policy
+        from isaacgymenvs_hrl.learning.runs import load_rlgames_policy
         net = load_rlgames_policy(policy_path, task.num_obs, task.num_actions)
         expert = lambda obs: net(obs)[0].clamp(-1.0, 1.0)
     else:

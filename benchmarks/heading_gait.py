@@ -16,7 +16,7 @@ import argparse
 import torch
 
 import isaacgymenvs_hrl
-from isaacgymenvs_hrl.collect import load_rlgames_policy
+from isaacgymenvs_hrl.learning.runs import load_rlgames_policy
 from isaacgymenvs_hrl.controllers.arm_action import wrap_angle
 from isaacgymenvs_hrl.tasks.humanoid_locomotion import achieved_velocity
 from isaacgymenvs_hrl.utils.torch_jit_utils import yaw_from_quat

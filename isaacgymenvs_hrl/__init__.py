@@ -77,6 +77,6 @@ def make(seed: int, task: str, num_envs: int, sim_device: str, rl_device: str,
               f"{gamma ** steps:.5f} (hrl-train sets it)")
     if llc is not None and settings.get("match_init"):
         print("task.env.llc.match_init pre-trains hrl-train's rl-games actor; make() returns the env only "
-              "(isaacgymenvs_hrl.hrl.skill_matching.skill_matching_init labels the data for your own policy)")
+              "(isaacgymenvs_hrl.learning.actor_init.skill_matching_init labels the data for your own policy)")
     return build_env(task_cfg, rl_device, sim_device, llc=llc, steps=steps, auto_reset=auto_reset,
                      graphics_device_id=graphics_device_id, viewer=not headless and display_available())

@@ -25,7 +25,7 @@ LAYOUT = [["proprio", 52], ["task", 3]]
 def rollout():
     """Complete episodes of a real HumanoidLocomotion rollout (env-major, D4RL keys)."""
     import torch
-    from isaacgymenvs_hrl.collect import collect
+    from isaacgymenvs_hrl.datasets.rollouts import collect
     from isaacgymenvs_hrl.tasks import HumanoidLocomotion
     torch.manual_seed(0)
     task = HumanoidLocomotion({"name": "HumanoidLocomotion", "env": {"numEnvs": 3, "episodeLength": 20},
@@ -141,7 +141,7 @@ def test_d4rl_file_round_trip(rollout, tmp_path):
 
 def test_cli_imports_and_reports_errors(rollout, tmp_path):
     src = write_minari(tmp_path / "ds", rollout)
-    run = lambda *args: subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.datasets.importers", *args],
+    run = lambda *args: subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.import_dataset", *args],
                                        capture_output=True, text=True, timeout=120, cwd=tmp_path)
     res = run(f"source={src}", f"output={tmp_path / 'cli.hdf5'}", "control_dt=0.02", "control_type=joint_position")
     assert res.returncode == 0, res.stderr[-2000:]

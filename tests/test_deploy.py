@@ -20,7 +20,7 @@ pytest.importorskip("onnxruntime")
 
 from test_export import llc_file, write_run  # noqa: E402,F401  (fixture re-used)
 from isaacgymenvs_hrl.deploy import DeployError, RobotInterface, SimRobot, run_loop  # noqa: E402
-from isaacgymenvs_hrl.deploy.cli import sim_robot  # noqa: E402
+from isaacgymenvs_hrl.deploy.robot import sim_robot  # noqa: E402
 from isaacgymenvs_hrl.export import ExportedPolicy, ObservationMismatch, export_policy, load_run  # noqa: E402
 
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
@@ -127,13 +127,13 @@ def test_llc_only_export_is_not_deployable(exported):
 def test_hrl_deploy_cli_writes_its_report(exported, tmp_path):
     root, files = exported
     report = tmp_path / "deploy.json"
-    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.deploy.cli", f"policy={files['hrl']}",
+    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.deploy", f"policy={files['hrl']}",
                           "duration_s=1", f"report={report}", "latency.action_delay=1"],
                          cwd=root, capture_output=True, text=True, timeout=300, env=ENV)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "ticks at 50 Hz" in res.stdout
     data = json.loads(report.read_text())
     assert data["ticks"] == 50 and data["rate_hz"] == 50.0
-    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.deploy.cli", f"policy={tmp_path}/none.onnx"],
+    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.deploy", f"policy={tmp_path}/none.onnx"],
                          cwd=root, capture_output=True, text=True, timeout=300, env=ENV)
     assert res.returncode == 2 and "file not found" in res.stderr and "Traceback" not in res.stderr

@@ -251,7 +251,7 @@ def flat_run(tmp_path_factory):
 def test_hrl_export_cli_flat_policy_parity(flat_run):
     d, ckpt = flat_run
     out = d / "exported" / "flat.onnx"
-    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.export.cli", f"checkpoint={ckpt}",
+    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.export", f"checkpoint={ckpt}",
                           "format=onnx", f"output={out}"], cwd=d, capture_output=True, text=True,
                          timeout=300, env=ENV)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
@@ -297,6 +297,6 @@ def test_bad_inputs_are_clear_errors(flat_run, tmp_path):
     with pytest.raises(ExportError, match="config.yaml"):
         load_run(lone)
     # the CLI: one line, exit status 2, no traceback
-    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.export.cli", f"checkpoint={ckpt}", "part=llc"],
+    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.export", f"checkpoint={ckpt}", "part=llc"],
                          cwd=d, capture_output=True, text=True, timeout=300, env=ENV)
     assert res.returncode == 2 and "part=llc" in res.stderr and "Traceback" not in res.stderr, res.stderr

@@ -323,7 +323,7 @@ def test_collect_refuses_bad_numbers(tmp_path, arg, expected):
 
 
 def test_import_dataset_unknown_task(tmp_path):
-    code, out, err = _cli("isaacgymenvs_hrl.datasets.importers", ["source=x.hdf5", "output=y.hdf5", "task=Bogus"],
+    code, out, err = _cli("isaacgymenvs_hrl.cli.import_dataset", ["source=x.hdf5", "output=y.hdf5", "task=Bogus"],
                           tmp_path)
     _assert_clear(code, out, err, ["task=Bogus is not a task of this project", "HumanoidLocomotion"])
 

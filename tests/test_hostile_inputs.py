@@ -220,7 +220,7 @@ def test_import_refuses_to_write_over_its_source(world, tmp_path):
     src = tmp_path / "src.hdf5"
     shutil.copy(world["dataset"], src)
     before = src.read_bytes()
-    code, out, err = _cli("isaacgymenvs_hrl.datasets.importers", [f"source={src}", f"output={tmp_path}/./src.hdf5"],
+    code, out, err = _cli("isaacgymenvs_hrl.cli.import_dataset", [f"source={src}", f"output={tmp_path}/./src.hdf5"],
                           tmp_path)
     _one_line(code, out, err, "is the command's input source=")
     assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["src.hdf5"]
@@ -397,22 +397,22 @@ def test_train_run_names_stay_in_the_runs_folder(tmp_path, monkeypatch, capsys, 
 
 
 def _small_library(tmp_path, world) -> Path:
-    from isaacgymenvs_hrl.hrl import library
+    from isaacgymenvs_hrl.hrl import library_add
     manifest = tmp_path / "lib" / "manifest.json"
     manifest.parent.mkdir()
-    library.add("humanoid/walk", world["llc"], "llc", "hrl-skills ...", 0, manifest=manifest)
+    library_add.add("humanoid/walk", world["llc"], "llc", "hrl-skills ...", 0, manifest=manifest)
     return manifest
 
 
 def test_library_names_and_manifest_paths_stay_in_the_library(world, tmp_path):
-    from isaacgymenvs_hrl.hrl import library
+    from isaacgymenvs_hrl.hrl import library, library_add
     manifest = _small_library(tmp_path, world)
     before = _tree(tmp_path)
     for name in ("../../escaped", "/abs/escaped", "humanoid/../../escaped"):
         with pytest.raises(library.LibraryError, match="library name .*no '..', no leading '/'"):
-            library.add(name, world["llc"], "llc", "x", 0, manifest=manifest)
+            library_add.add(name, world["llc"], "llc", "x", 0, manifest=manifest)
     assert _tree(tmp_path) == before
-    code, out, err = _cli("isaacgymenvs_hrl.hrl.library", ["add", "../../escaped", world["llc"], "--command", "x",
+    code, out, err = _cli("isaacgymenvs_hrl.cli.library", ["add", "../../escaped", world["llc"], "--command", "x",
                                                            "--seed", "0"], tmp_path)
     _one_line(code, out, err, "library name '../../escaped'")
     assert not list(library.LIBRARY_DIR.parent.parent.glob("escaped*"))
@@ -478,7 +478,7 @@ def test_torchscript_llcs_load_only_when_trusted(scripted_llc, tmp_path, monkeyp
 def test_deploy_refuses_settings_that_hang_or_lose_files(world, tmp_path, args, needles):
     fill = {"dir": str(tmp_path), "policy": str(world["onnx"])}
     before = _tree(world["dir"]) if "policy" in args[0] else None
-    code, out, err = _cli("isaacgymenvs_hrl.deploy.cli", [f"policy={world['onnx']}", "duration_s=1",
+    code, out, err = _cli("isaacgymenvs_hrl.cli.deploy", [f"policy={world['onnx']}", "duration_s=1",
                                                           *(a.format(**fill) for a in args)], tmp_path, timeout=120)
     _one_line(code, out, err, *(n.format(**fill) for n in needles))
     assert list(tmp_path.iterdir()) == [] and (before is None or _tree(world["dir"]) == before)
@@ -486,17 +486,17 @@ def test_deploy_refuses_settings_that_hang_or_lose_files(world, tmp_path, args, 
 
 def test_export_refuses_a_negative_verification_and_its_own_checkpoint(world, tmp_path):
     before = _tree(world["ckpt"].parent.parent)
-    code, out, err = _cli("isaacgymenvs_hrl.export.cli", [f"checkpoint={world['ckpt']}", "verify_samples=-3",
+    code, out, err = _cli("isaacgymenvs_hrl.cli.export", [f"checkpoint={world['ckpt']}", "verify_samples=-3",
                                                           f"output={tmp_path / 'p.onnx'}"], tmp_path)
     _one_line(code, out, err, "verify_samples must be an integer >= 0, got -3")
-    code, out, err = _cli("isaacgymenvs_hrl.export.cli", [f"checkpoint={world['ckpt']}",
+    code, out, err = _cli("isaacgymenvs_hrl.cli.export", [f"checkpoint={world['ckpt']}",
                                                           f"output={world['ckpt']}"], tmp_path)
     _one_line(code, out, err, "is the command's input checkpoint=")
     assert _tree(world["ckpt"].parent.parent) == before and list(tmp_path.iterdir()) == []
 
 
 def test_import_refuses_a_negative_control_period(world, tmp_path, capsys):
-    from isaacgymenvs_hrl.datasets.importers import main
+    from isaacgymenvs_hrl.cli.import_dataset import main
     status, out, err = _in_process(main, capsys, [f"source={world['dataset']}", f"output={tmp_path / 'o.hdf5'}",
                                                   "control_dt=-1"])
     _one_line(status, out, err, "control_dt must be a number > 0, got -1")

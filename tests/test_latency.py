@@ -160,17 +160,11 @@ def test_substep_delay_holds_the_previous_ctrl_for_s_physics_steps():
         eng.close()
 
 
-# ---- wired into VecTask and LatentSkillEnv (task.env.latency) ------------------------------------
-def _wired(task) -> bool:
-    return hasattr(task, "latency")
-
-
+# ---- wired into VecTask and, through the env factory, LatentSkillEnv (task.env.latency) ----------
+# Both fail, not skip, when the wiring is missing: the undelayed run differs from the expected one.
 def test_task_env_latency_delays_actions_and_observations_in_the_task():
     cfg = make_cfg(env={"numEnvs": 4, "latency": {"action_delay": 2, "observation_delay": 1}})
     task = make_task(cfg)
-    if not _wired(task):
-        task.close()
-        pytest.skip("VecTask does not construct Latency from task.env.latency yet (wiring in docs/sim_to_real.md)")
     task.reset()
     gen = torch.Generator().manual_seed(0)
     sent = [0.5 * torch.randn(4, task.num_actions, generator=gen).clamp(-1, 1) for _ in range(6)]
@@ -189,18 +183,17 @@ def test_task_env_latency_delays_actions_and_observations_in_the_task():
 
 def test_high_level_action_delay_shifts_the_skill_sequence_by_one_decision(tmp_path):
     """A delayed high level (high_level.action_delay: 1) sent hl_0, hl_1, hl_2 runs exactly what an
-    undelayed twin runs when sent 0, hl_0, hl_1."""
+    undelayed twin runs when sent 0, hl_0, hl_1. Both are wrapped by the env factory, which reads
+    task.env.latency.high_level from the task config (LatentSkillEnv reads no config itself)."""
     from test_hrl import location_task, write_llc
-    from isaacgymenvs_hrl.hrl import LatentSkillEnv, load_llc
+    from isaacgymenvs_hrl.hrl import load_llc
+    from isaacgymenvs_hrl.hrl.env_factory import wrap_task
 
     llc = load_llc(write_llc(tmp_path / "llc.pt"))
     delayed_task = location_task(4, seed=0, latency={"high_level": {"action_delay": 1}})
-    delayed = LatentSkillEnv(delayed_task, llc, steps=3)
-    if not hasattr(delayed, "hl_latency"):
-        delayed_task.close()
-        pytest.skip("LatentSkillEnv does not construct its high-level Latency yet (docs/sim_to_real.md)")
+    delayed = wrap_task(delayed_task, delayed_task.cfg, llc, steps=3)
     twin_task = location_task(4, seed=0)
-    twin = LatentSkillEnv(twin_task, llc, steps=3)
+    twin = wrap_task(twin_task, twin_task.cfg, llc, steps=3)
     torch.manual_seed(1)
     delayed.reset()
     torch.manual_seed(1)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from isaacgymenvs_hrl.collect import relabel_command, with_mirror
+from isaacgymenvs_hrl.datasets.rollouts import relabel_command, with_mirror
 from conftest import make_cfg, make_task
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

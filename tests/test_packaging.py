@@ -55,7 +55,7 @@ def test_console_scripts_point_at_importable_mains(script):
 
 def test_tools_answer_help():
     for module in ("plot", "evaluate", "sim2sim"):
-        res = subprocess.run([sys.executable, "-m", f"isaacgymenvs_hrl.tools.{module}", "--help"],
+        res = subprocess.run([sys.executable, "-m", f"isaacgymenvs_hrl.cli.{module}", "--help"],
                              capture_output=True, text=True, timeout=300)
         assert res.returncode == 0 and "usage: hrl-" in res.stdout, res.stderr[-1000:]
 

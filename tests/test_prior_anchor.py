@@ -18,7 +18,8 @@ import torch
 from isaacgymenvs_hrl.errors import UserError
 from isaacgymenvs_hrl.hrl import LatentSkillEnv, load_llc
 from isaacgymenvs_hrl.learning.checkpoints import load_checkpoint
-from isaacgymenvs_hrl.learning.evaluation import build_network, latest_checkpoint
+from isaacgymenvs_hrl.learning.evaluation import latest_checkpoint
+from isaacgymenvs_hrl.learning.runs import build_network
 from isaacgymenvs_hrl.learning.prior_agent import EliteReplay, categorical_kl, register
 from isaacgymenvs_hrl.tasks import isaacgym_task_map
 from isaacgymenvs_hrl.utils.config import to_dict

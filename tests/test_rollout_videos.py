@@ -23,7 +23,7 @@ QUIET = {"log": lambda *_: None, "progress": False}
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """hrl-collect's output for a short random rollout, written in-process (same metadata)."""
-    from isaacgymenvs_hrl.collect import collect
+    from isaacgymenvs_hrl.datasets.rollouts import collect
     from isaacgymenvs_hrl.tasks import HumanoidLocomotion
     cfg = {"name": "HumanoidLocomotion", "env": {"numEnvs": 3, "episodeLength": 30},
            "sim": {"dt": 0.02, "substeps": 4}}

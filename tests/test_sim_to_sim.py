@@ -21,7 +21,7 @@ from test_export import write_run  # noqa: E402
 def test_sim_to_sim_table_on_both_backends(tmp_path):
     ckpt = write_run(tmp_path, "flat", [])
     out = tmp_path / "s2s.md"
-    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.tools.sim2sim", "--policy", str(ckpt),
+    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.sim2sim", "--policy", str(ckpt),
                           "--num-envs", "2", "--steps", "12", "--episode-length", "6",
                           "--conditions", "nominal,latency", "--workdir", str(tmp_path / "work"),
                           "--output", str(out)],

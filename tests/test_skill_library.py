@@ -37,7 +37,7 @@ def test_the_library_ships_humanoid_and_franka_skills():
 @pytest.mark.parametrize("name", sorted(n for n, e in ENTRIES.items() if "encoder" in e))
 def test_a_shipped_ldse_encoder_matches_skills_by_name(name):
     """``task.env.llc.match_init`` finds the encoder next to the library file; it labels windows."""
-    from isaacgymenvs_hrl.skills.ldse import SkillMatcher, encoder_path
+    from isaacgymenvs_hrl.hrl.segment_encoder import SkillMatcher, encoder_path
     llc = load_llc(name)
     matcher = SkillMatcher.load(encoder_path(llc.path))
     obs_dim = sum(int(n) for _, n in llc.spec["obs"]["policy"])
@@ -115,12 +115,12 @@ def test_a_library_llc_of_the_wrong_robot_is_refused_by_name():
 
 
 def test_listing_command_prints_the_table():
-    out = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.hrl.library", "list"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.library", "list"], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     for name in ENTRIES:
         assert name in out.stdout
-    shown = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.hrl.library", "show", LLCS[0]],
+    shown = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.library", "show", LLCS[0]],
                            capture_output=True, text=True, timeout=120)
     assert json.loads(shown.stdout)["sha256"] == ENTRIES[LLCS[0]]["sha256"]
 

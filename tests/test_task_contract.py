@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import make_cfg, make_task
-from isaacgymenvs_hrl.collect import collect
+from isaacgymenvs_hrl.datasets.rollouts import collect
 from isaacgymenvs_hrl.hrl import LatentSkillEnv, load_llc, wrap_module
 from isaacgymenvs_hrl.tasks import isaacgym_task_map
 from isaacgymenvs_hrl.tasks.base.spec import TaskSpec

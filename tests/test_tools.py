@@ -13,7 +13,8 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import compose_train_config
-from isaacgymenvs_hrl.learning.evaluation import build_network, evaluate_episodes
+from isaacgymenvs_hrl.learning.evaluation import evaluate_episodes
+from isaacgymenvs_hrl.learning.runs import build_network
 
 
 def write_run(root: Path, args: list, num_obs: int, num_actions: int) -> Path:
@@ -30,7 +31,7 @@ def write_run(root: Path, args: list, num_obs: int, num_actions: int) -> Path:
 
 
 def test_hrl_eval_counts_exactly_n_episodes_with_the_tasks_success(tmp_path, capsys):
-    from isaacgymenvs_hrl.tools.evaluate import evaluate
+    from isaacgymenvs_hrl.cli.evaluate import evaluate
     ckpt = write_run(tmp_path, ["task=FrankaStack"], *_sizes("FrankaStack"))
     out = tmp_path / "eval.json"
     result = evaluate([str(ckpt), "--episodes", "3", "--num-envs", "2", "--override", "task.env.episodeLength=4",
@@ -54,7 +55,7 @@ def _sizes(task: str) -> tuple[int, int]:
 
 def test_hrl_eval_runs_a_hierarchical_policy_through_its_llc(tmp_path):
     ckpt = write_run(tmp_path, ["task=HumanoidLocationHRL"], *_sizes("HumanoidLocationHRL"))
-    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.tools.evaluate", str(ckpt), "--episodes", "4",
+    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.evaluate", str(ckpt), "--episodes", "4",
                           "--num-envs", "2", "--override", "task.env.episodeLength=10", "--json", "e.json"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
                          env=dict(os.environ, OMP_NUM_THREADS="1"))

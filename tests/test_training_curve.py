@@ -36,7 +36,7 @@ def test_hrl_plot_reads_the_newest_run_under_runs_and_writes_a_png(tmp_path):
     time.sleep(0.05)
     write_run(tmp_path / "runs" / "new", range(0, 4), 0.75)
     os.utime(tmp_path / "runs" / "new")
-    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.tools.plot", "--window", "2", "--png", "c.png"],
+    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.plot", "--window", "2", "--png", "c.png"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     lines = res.stdout.splitlines()
@@ -46,7 +46,7 @@ def test_hrl_plot_reads_the_newest_run_under_runs_and_writes_a_png(tmp_path):
 
 
 def test_a_folder_without_events_is_one_line(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.tools.plot", str(tmp_path)],
+    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.plot", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2
     assert "no TensorBoard events under summaries/" in res.stderr and "Traceback" not in res.stderr

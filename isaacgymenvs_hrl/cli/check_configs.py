@@ -1,5 +1,5 @@
-#!/usr/bin/env python
-"""Run every rl-games train file of an IsaacGymEnvs ``cfg/`` folder through hrl-train; one line each.
+"""``hrl-check-configs``: every rl-games train file of an IsaacGymEnvs ``cfg/`` folder through hrl-train, one
+line each.
 
 Users arrive with IsaacGymEnvs' own ``cfg/`` folder. Each ``cfg/train/<name>.yaml`` is run as a user
 would run it, against a task of ours (``hydra.searchpath=[file://<cfg>] train=<name>``), with a few
@@ -14,9 +14,9 @@ classified from its exit status and output:
 A minibatch that does not divide num_envs * horizon_length is what a user meets first with tiny
 settings; like a user, the script reruns once with the divisor the error asks for.
 
-    python benchmarks/compat_configs.py ../shared/compat/isaacgymenvs/cfg
-    python benchmarks/compat_configs.py /path/to/IsaacGymEnvs/isaacgymenvs/cfg --num-envs 16 --timeout 300
-    python benchmarks/compat_configs.py PATH/cfg --only HumanoidSAC,ShadowHandPPOAsymm --test
+    hrl-check-configs /path/to/IsaacGymEnvs/isaacgymenvs/cfg
+    hrl-check-configs /path/to/IsaacGymEnvs/isaacgymenvs/cfg --num-envs 16 --timeout 300
+    hrl-check-configs PATH/cfg --only HumanoidSAC,ShadowHandPPOAsymm --test
 """
 from __future__ import annotations
 
@@ -25,10 +25,9 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # which of our tasks a train file is pointed at: by a word in its name, else the humanoid
 TASK_BY_WORD = (("franka", "FrankaStack"), ("industreal", "FrankaPegInHole"), ("factory", "FrankaPegInHole"),
@@ -54,7 +53,7 @@ def run_one(cfg_dir: Path, train_name: str, task: str, num_envs: int, iterations
     for _ in range(3):
         env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
         try:
-            res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.train", *args, *extra], cwd=workdir,
+            res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.train", *args, *extra], cwd=workdir,
                                  capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired:
             return "hang", f"no exit after {timeout:.0f} s", time.time() - t0
@@ -76,7 +75,9 @@ def run_one(cfg_dir: Path, train_name: str, task: str, num_envs: int, iterations
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="hrl-check-configs", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("cfg", type=Path, help="an IsaacGymEnvs cfg/ folder (with train/*.yaml)")
     ap.add_argument("--task", default=None, help=f"run every file against this task (default: by name, "
                                                  f"else {DEFAULT_TASK})")
@@ -94,7 +95,6 @@ def main(argv=None) -> int:
     if not files:
         print(f"no train files under {a.cfg / 'train'}", file=sys.stderr)
         return 2
-    import tempfile
     workdir = a.workdir or Path(tempfile.mkdtemp(prefix="compat_configs_"))
     workdir.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}

@@ -20,30 +20,6 @@ from isaacgymenvs_hrl.utils.config import register_resolvers, to_dict
 register_resolvers()
 
 
-def sim_robot(meta: dict, physics_engine: str = "mujoco", latency: dict | None = None,
-              task_overrides: dict | None = None):
-    """One env of the policy's task as the stand-in robot: the training run's config when its
-    config.yaml is still beside the checkpoint, else the project's cfg/task/<task>.yaml."""
-    from isaacgymenvs_hrl.export.run import build_task, read_run_config, run_config_path
-    from isaacgymenvs_hrl.tasks.base.latency import Latency
-
-    from .robot import SimRobot
-
-    ckpt = meta.get("checkpoints", {}).get("policy", {}).get("path")
-    if ckpt and run_config_path(ckpt).is_file():
-        cfg = read_run_config(ckpt)
-    else:
-        from isaacgymenvs_hrl.utils.task_config import load_task_config
-        cfg = {"task_name": meta["task"], "task": load_task_config(meta["task"])}
-    task = build_task(cfg, num_envs=1, physics_engine=physics_engine, task_overrides=task_overrides,
-                      auto_reset=True)
-    lat = Latency(latency, 1, task.device, task.sim_params.substeps, where="latency") if latency else None
-    if lat is not None and lat.has_substep_delay:
-        raise UserError("latency.substep_delay needs the task's physics loop; the stand-in robot delays "
-                        "whole control steps only (action_delay, observation_delay)")
-    return SimRobot(task, lat if lat is not None and lat.enabled else None)
-
-
 def check_settings(cfg: DictConfig) -> None:
     """Every number and path of the command, before the policy or the robot is touched."""
     from isaacgymenvs_hrl.sim import ENGINES
@@ -67,7 +43,8 @@ def check_settings(cfg: DictConfig) -> None:
 def main_hydra(cfg: DictConfig) -> None:
     from isaacgymenvs_hrl.export.runtime import ExportedPolicy
 
-    from .loop import run_loop
+    from isaacgymenvs_hrl.deploy.loop import run_loop
+    from isaacgymenvs_hrl.deploy.robot import sim_robot
 
     if not cfg.policy:
         raise UserError("policy= is required: a file written by hrl-export, e.g. policy=exported/policy.onnx")

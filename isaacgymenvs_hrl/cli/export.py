@@ -27,8 +27,8 @@ def default_output(checkpoint: str, part: str, fmt: str) -> Path:
 
 def verify(module, in_specs, path, samples: int, hl_high: int) -> float:
     """Max |exported - torch| over ``samples`` random rows stepped through 2k control steps."""
-    from .exporter import example_inputs
-    from .runtime import ExportedPolicy
+    from isaacgymenvs_hrl.export.exporter import example_inputs
+    from isaacgymenvs_hrl.export.runtime import ExportedPolicy
 
     policy = ExportedPolicy(path)
     inputs = list(example_inputs(in_specs, batch=samples, seed=1, hl_high=hl_high))
@@ -56,8 +56,8 @@ def verify(module, in_specs, path, samples: int, hl_high: int) -> float:
 @hydra.main(version_base=HYDRA_VERSION_BASE, config_name="export", config_path=str(CFG_DIR))
 @exit_on_user_error
 def main_hydra(cfg: DictConfig) -> None:
-    from .exporter import FORMATS, PARTS, build_part, export_policy
-    from .run import load_run
+    from isaacgymenvs_hrl.export.exporter import FORMATS, PARTS, build_part, export_policy
+    from isaacgymenvs_hrl.export.run import load_run
 
     if not cfg.checkpoint:
         raise UserError("checkpoint= is required: the rl-games .pth of an hrl-train run, e.g. "
@@ -73,7 +73,7 @@ def main_hydra(cfg: DictConfig) -> None:
         torch.set_num_threads(int(cfg.torch_threads))
     output = Path(cfg.output) if cfg.output else default_output(cfg.checkpoint, cfg.part, cfg.format)
     check_writable(output, "output", "policy.onnx" if cfg.format == "onnx" else "policy.pt")
-    from .run import run_config_path
+    from isaacgymenvs_hrl.learning.runs import run_config_path
     for out in (output, Path(f"{output}.json")):       # the policy file and its metadata
         check_not_input(out, {"checkpoint": cfg.checkpoint, "run config": run_config_path(cfg.checkpoint)})
     run = load_run(cfg.checkpoint)

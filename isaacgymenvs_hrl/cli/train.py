@@ -100,7 +100,8 @@ def validate(cfg: DictConfig) -> dict:
     if c["checkpoint"]:
         if not os.path.isfile(c["checkpoint"]):
             raise UserError(f"checkpoint file not found: {c['checkpoint']}")
-        from isaacgymenvs_hrl.learning.checkpoints import check_run_llc, load_checkpoint
+        from isaacgymenvs_hrl.learning.checkpoints import load_checkpoint
+        from isaacgymenvs_hrl.learning.runs import check_run_llc
         load_checkpoint(c["checkpoint"])                  # weights only: a payload is refused here
         check_run_llc(c["checkpoint"], (c["task"]["env"].get("llc") or {}).get("checkpoint", ""))
     llc_cfg = c["task"]["env"].get("llc") or {}
@@ -234,7 +235,7 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
     # skill matching (LDSE) or the skill prior (HeLMS) labels the data now: a bad dataset fails before any run folder
     init_actor = None
     if llc is not None and llc_cfg.get("match_init"):
-        from isaacgymenvs_hrl.hrl.skill_matching import skill_matching_init
+        from isaacgymenvs_hrl.learning.actor_init import skill_matching_init
         init_actor = skill_matching_init(llc_cfg["match_init"], llc_cfg.get("match_encoder", ""), llc,
                                          first_env[0].hl_obs_names, steps,
                                          as_int(llc_cfg.get("match_epochs", 200), "task.env.llc.match_epochs", low=1),

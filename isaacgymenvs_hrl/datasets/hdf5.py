@@ -16,6 +16,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
 
 from ..errors import UserError
 
@@ -169,3 +170,10 @@ def episode_ids(data: dict) -> np.ndarray:
     """Episode index of every step (an episode ends where terminals or timeouts is set)."""
     ends = np.logical_or(data["terminals"], data["timeouts"]).astype(np.int64)
     return np.concatenate([[0], np.cumsum(ends)[:-1]])
+
+
+def take_slices(data: dict, names) -> torch.Tensor:
+    """Named observation slices of a loaded dataset joined along the last axis, (T, sum of sizes) float32."""
+    if not names:
+        return torch.zeros(len(data["actions"]), 0)
+    return torch.from_numpy(np.concatenate([data["obs"][n] for n in names], axis=-1).astype(np.float32))

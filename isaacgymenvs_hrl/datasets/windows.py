@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..datasets.hdf5 import DatasetError, episode_ids
+from .hdf5 import DatasetError, episode_ids
 
 
 def episode_last_index(ep_ids: np.ndarray) -> np.ndarray:

@@ -24,6 +24,8 @@ import time
 import numpy as np
 import torch
 
+from ..errors import UserError
+
 
 class RobotInterface(abc.ABC):
     @abc.abstractmethod
@@ -113,3 +115,27 @@ class SimRobot(RobotInterface):
 
     def stop(self):
         self.task.close()
+
+
+def sim_robot(meta: dict, physics_engine: str = "mujoco", latency: dict | None = None,
+              task_overrides: dict | None = None):
+    """One env of the policy's task as the stand-in robot: the training run's config when its
+    config.yaml is still beside the checkpoint, else the project's cfg/task/<task>.yaml."""
+    # the stand-in needs the task stack; a hardware RobotInterface does not import it
+    from ..export.run import build_task, read_run_config
+    from ..learning.runs import run_config_path
+    from ..tasks.base.latency import Latency
+    from ..utils.task_config import load_task_config
+
+    ckpt = meta.get("checkpoints", {}).get("policy", {}).get("path")
+    if ckpt and run_config_path(ckpt).is_file():
+        cfg = read_run_config(ckpt)
+    else:
+        cfg = {"task_name": meta["task"], "task": load_task_config(meta["task"])}
+    task = build_task(cfg, num_envs=1, physics_engine=physics_engine, task_overrides=task_overrides,
+                      auto_reset=True)
+    lat = Latency(latency, 1, task.device, task.sim_params.substeps, where="latency") if latency else None
+    if lat is not None and lat.has_substep_delay:
+        raise UserError("latency.substep_delay needs the task's physics loop; the stand-in robot delays "
+                        "whole control steps only (action_delay, observation_delay)")
+    return SimRobot(task, lat if lat is not None and lat.enabled else None)

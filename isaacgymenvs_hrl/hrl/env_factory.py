@@ -1,7 +1,8 @@
 """The one way to turn a task config into an env: the task, and, where ``task.env.llc.checkpoint``
 names a frozen LLC, that task inside ``LatentSkillEnv`` so that the env's action is the high level's.
 
-``hrl-train``, ``isaacgymenvs_hrl.make`` and the tools all build through ``build_env``, so the
+Every command, ``isaacgymenvs_hrl.make`` and the tools build through ``build_env`` (or its two halves,
+``build_task`` and ``wrap_task``, where a caller holds the bare task as well), so the
 Python API returns exactly what the CLI trains (IsaacGymEnvs shares one creation function between
 ``isaacgymenvs.make`` and its train.py for the same reason). The config arrives resolved (plain
 dicts); the caller reads everything else (devices, seeds, the trainer's settings) at its edge.
@@ -11,6 +12,12 @@ from __future__ import annotations
 import os
 
 from ..errors import UserError
+from ..tasks import isaacgym_task_map
+from ..tasks.base.latency import Latency
+from ..utils.config import as_bool
+from ..utils.viewer import PassiveViewer
+from .latent_skill_env import LatentSkillEnv
+from .llc_checkpoint import load_llc
 
 
 def llc_settings(task_cfg: dict) -> dict:
@@ -40,10 +47,39 @@ def load_task_llc(task_cfg: dict):
     settings = llc_settings(task_cfg)
     if not settings.get("checkpoint"):
         return None, None
-    from .llc_checkpoint import load_llc
     llc = load_llc(settings["checkpoint"], trust_code=settings.get("trust_code") is True)
-    steps = settings.get("steps")
-    return llc, int(llc.spec["default_steps"] if steps in (None, "") else steps)
+    return llc, llc.decision_steps(settings.get("steps"))
+
+
+def task_class(task_cfg: dict):
+    """The class that implements the config's ``name``."""
+    name = task_cfg.get("name")
+    if name not in isaacgym_task_map:
+        raise UserError(f"task config names class '{name}', which has no implementation here; "
+                        f"available: {', '.join(sorted(isaacgym_task_map))}")
+    return isaacgym_task_map[name]
+
+
+def build_task(task_cfg: dict, rl_device: str = "cpu", sim_device: str = "cpu", *, auto_reset: bool = True,
+               graphics_device_id: int = -1, viewer: bool = False):
+    """The ``VecTask`` of a resolved task config (its ``env.llc`` block, if any, is not read here)."""
+    # force_render would render a discarded frame at every physics step: frames are drawn only for
+    # capture_video, the viewer and eval videos
+    return task_class(task_cfg)(cfg=task_cfg, rl_device=rl_device, sim_device=sim_device,
+                                   graphics_device_id=graphics_device_id, headless=not viewer,
+                                   virtual_screen_capture=False, force_render=False, auto_reset=auto_reset)
+
+
+def wrap_task(task, task_cfg: dict, llc, steps: int | None = None) -> LatentSkillEnv:
+    """``task`` (built with ``auto_reset=False``) inside the ``LatentSkillEnv`` that ``task.env.llc``
+    describes, running ``llc`` for ``steps`` (None: the LLC's default k) control steps per decision;
+    ``task.env.latency.high_level`` delays the decisions."""
+    settings = llc_settings(task_cfg)
+    return LatentSkillEnv(task, llc, mode=settings.get("mode", "continuous"), steps=llc.decision_steps(steps),
+                          hl_obs=settings.get("hl_obs") or None, reward=settings.get("reward", "mean"),
+                          llc_gamma=float(settings.get("gamma", 0.99)),
+                          prior=as_bool(settings.get("prior", False), "task.env.llc.prior"),
+                          hl_latency=Latency.high_level_from_task_config(task_cfg, task.num_envs, task.device))
 
 
 def build_env(task_cfg: dict, rl_device: str = "cpu", sim_device: str = "cpu", *, llc=None,
@@ -55,35 +91,20 @@ def build_env(task_cfg: dict, rl_device: str = "cpu", sim_device: str = "cpu", *
     loaded here when the config names one). ``auto_reset=False`` hands a flat task's resets to the
     caller (for a wrapper of one's own); a hierarchical env resets its task itself, once per
     high-level step. ``viewer``: MuJoCo's passive viewer on env 0 (needs a display)."""
-    from ..tasks import isaacgym_task_map
-    from ..utils.config import as_bool
-
-    name = task_cfg.get("name")
-    if name not in isaacgym_task_map:
-        raise UserError(f"task config names class '{name}', which has no implementation here; "
-                        f"available: {', '.join(sorted(isaacgym_task_map))}")
     settings = llc_settings(task_cfg)
+    task_class(task_cfg)                                        # an unknown task before any LLC loads
     if llc is None and settings.get("checkpoint"):
         llc, steps = load_task_llc(task_cfg)
     if llc is not None and not auto_reset:
         raise UserError(f"auto_reset=False gives you a bare task to wrap yourself, but this config runs the LLC "
                         f"{settings.get('checkpoint')} (task.env.llc.checkpoint), whose LatentSkillEnv resets done "
-                        f"envs itself; build the flat task (e.g. task={name}) with auto_reset=False, or keep "
-                        "auto_reset=True")
-    # force_render would render a discarded frame at every physics step: frames are drawn only for
-    # capture_video, the viewer and eval videos
-    env = isaacgym_task_map[name](cfg=task_cfg, rl_device=rl_device, sim_device=sim_device,
-                                  graphics_device_id=graphics_device_id, headless=not viewer,
-                                  virtual_screen_capture=False, force_render=False,
-                                  auto_reset=auto_reset and llc is None)
+                        f"envs itself; build the flat task (e.g. task={task_cfg.get('name')}) with auto_reset=False, "
+                        "or keep auto_reset=True")
+    env = build_task(task_cfg, rl_device, sim_device, auto_reset=auto_reset and llc is None,
+                     graphics_device_id=graphics_device_id, viewer=viewer)
     if llc is not None:
-        from .latent_skill_env import LatentSkillEnv
-        env = LatentSkillEnv(env, llc, mode=settings.get("mode", "continuous"), steps=steps,
-                             hl_obs=settings.get("hl_obs") or None, reward=settings.get("reward", "mean"),
-                             llc_gamma=float(settings.get("gamma", 0.99)),
-                             prior=as_bool(settings.get("prior", False), "task.env.llc.prior"))
+        env = wrap_task(env, task_cfg, llc, steps)
     if viewer:
-        from ..utils.viewer import PassiveViewer
         env = PassiveViewer(env)
     return env
 

@@ -34,7 +34,7 @@ REWARD_AGGREGATIONS = ("sum", "mean", "smdp")
 class LatentSkillEnv:
     def __init__(self, task, llc: LowLevelController, mode: str = "continuous", steps: int | None = None,
                  hl_obs: list | None = None, reward: str = "mean", llc_gamma: float = 0.99,
-                 prior: bool = False):
+                 prior: bool = False, hl_latency=None):
         if reward not in REWARD_AGGREGATIONS:
             raise UserError(f"task.env.llc.reward must be one of {REWARD_AGGREGATIONS}, got '{reward}'")
         if task.auto_reset:
@@ -42,10 +42,7 @@ class LatentSkillEnv:
                             f"{type(task).__name__} with auto_reset=False")
         validate_llc_for_task(llc, task, mode, hl_obs)
         self.task, self.llc, self.mode = task, llc.to(task.device), mode
-        # None or '' = the checkpoint's default; 0 is an error, not the default
-        self.steps = int(llc.spec["default_steps"] if steps is None or steps == "" else steps)
-        if self.steps < 1:
-            raise UserError(f"task.env.llc.steps must be >= 1, got {self.steps}")
+        self.steps = llc.decision_steps(steps)
         self.reward_mode, self.llc_gamma = reward, float(llc_gamma)
         self.hl_obs_names = list(hl_obs or task.obs_slices)
         self.num_envs, self.device, self.rl_device = task.num_envs, task.device, task.rl_device
@@ -72,9 +69,9 @@ class LatentSkillEnv:
         self.discounts = torch.tensor([self.llc_gamma ** i if reward == "smdp" else 1.0
                                        for i in range(self.steps)], device=self.device)
         self.extras, self.obs_dict = {}, {}
-        from ..tasks.base.latency import Latency
-        # task.env.latency.high_level: delays counted in high-level decisions
-        self.hl_latency = Latency.high_level_from_task_config(task.cfg, self.num_envs, self.device)
+        # a tasks.base.latency.Latency counted in high-level decisions (the env factory builds it from
+        # task.env.latency.high_level), or None
+        self.hl_latency = hl_latency
         # what a mixture high level's trainer needs of the frozen LLC (rl-games reads it from env info)
         self.hl_action_info = None
         if self.prior:

@@ -4,20 +4,18 @@ picked by name (``task.env.llc.checkpoint=humanoid/walk_bc``) and checked agains
 ``isaacgymenvs_hrl/pretrained/manifest.json`` holds one entry per file: what it is (robot family,
 modes, latent size, default k, control dt, observation slices), its sha256 and size, and how it was
 made (command, seed, commit, dataset hash, measured metrics). ``benchmarks/build_skill_library.sh``
-rebuilds every file and entry from scratch; ``hrl-library`` lists and verifies them.
+rebuilds every file and entry from scratch; ``hrl-library`` lists and verifies them. This module
+reads the library; ``library_add`` writes entries into it.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import re
-import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import UserError, exit_on_user_error
+from ..errors import UserError
 from ..utils.atomic import check_inside
 
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "pretrained"
@@ -122,73 +120,6 @@ def resolve(name_or_path: str | os.PathLike, kind: str | None = None) -> Path:
     return path
 
 
-def describe_llc(path: Path, trust_code: bool = False) -> dict:
-    """The manifest's description fields, read from an LLC checkpoint's own spec."""
-    from .llc_checkpoint import load_llc
-    spec = load_llc(path, trust_code=trust_code).spec
-    return {"robot_family": spec["task_family"], "modes": list(spec["latent"]["modes"]),
-            "latent_dim": int(spec["latent"]["dim"]), "default_steps": int(spec["default_steps"]),
-            "control_dt": float(spec["control_dt"]), "control_type": spec["action"]["control_type"],
-            "obs": {part: [list(x) for x in slices] for part, slices in spec["obs"].items()},
-            "algorithm": spec.get("provenance", {}).get("algorithm"),
-            "metrics": spec.get("provenance", {}).get("metrics", {})}
-
-
-def add(name: str, file: str | os.PathLike, kind: str, command: str, seed: int, dataset: str | None = None,
-        description: str = "", metrics: dict | None = None, manifest: Path = MANIFEST, trust_code: bool = False,
-        **extra) -> dict:
-    """Copy ``file`` into the library as ``name`` and record it (atomic manifest rewrite)."""
-    import shutil
-
-    from ..utils.atomic import commit, tmp_path
-    from ..utils.provenance import code_version
-    check_name(name)
-    if kind not in ("llc", "policy"):
-        raise LibraryError(f"kind={kind!r}: choose llc or policy")
-    src = Path(file)
-    if not src.is_file():
-        raise LibraryError(f"cannot add '{name}': {src} is not a file")
-    if dataset and not Path(dataset).is_file():
-        raise LibraryError(f"cannot add '{name}': its dataset {dataset} is not a file")
-    if kind == "llc":
-        describe_llc(src, trust_code)          # a file that does not load is refused before anything is copied
-    suffix = ".llc.pt" if kind == "llc" else ".pth"
-    rel = Path(name + suffix)
-    dst = check_inside(rel, manifest.parent, "name", name, LibraryError)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-
-    def copy_in(source: Path, target: Path) -> None:     # fsynced, then renamed into place
-        tmp = tmp_path(target)
-        shutil.copyfile(source, tmp)
-        commit(tmp, target)
-    copy_in(src, dst)
-    run_cfg = src.parent.parent / "config.yaml"       # an rl-games policy's network is described there
-    if kind == "policy" and run_cfg.is_file():
-        copy_in(run_cfg, dst.with_name(Path(name).name + ".yaml"))
-    entry = {"kind": kind, "file": str(rel), "sha256": sha256(dst), "size": dst.stat().st_size,
-             "description": description, "command": command, "seed": int(seed), "commit": code_version(),
-             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra}
-    if dataset:
-        entry["dataset"] = {"file": Path(dataset).name, "sha256": sha256(dataset)}
-    if kind == "llc":
-        entry.update(describe_llc(dst, trust_code))
-        from ..skills.ldse import encoder_path
-        if encoder_path(src).is_file():
-            enc = encoder_path(dst)
-            copy_in(encoder_path(src), enc)
-            entry["encoder"] = {"file": str(enc.relative_to(manifest.parent)), "sha256": sha256(enc),
-                                "size": enc.stat().st_size}
-    if metrics:
-        entry["metrics"] = {**entry.get("metrics", {}), **metrics}
-    entries = load_manifest(manifest)
-    entries[name] = entry
-    text = json.dumps({"format": MANIFEST_FORMAT, "entries": dict(sorted(entries.items()))}, indent=1)
-    tmp = tmp_path(manifest)
-    tmp.write_text(text + "\n")
-    commit(tmp, manifest)
-    return entry
-
-
 def table(entries: dict) -> str:
     cols = ("name", "kind", "family", "algorithm", "modes", "latent", "k", "dt", "size")
     rows = [(n, e["kind"], e.get("robot_family", e.get("task", "")), e.get("algorithm") or "",
@@ -197,51 +128,3 @@ def table(entries: dict) -> str:
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
     line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths))
     return "\n".join([line(cols), line(["-" * w for w in widths]), *map(line, rows)])
-
-
-@exit_on_user_error
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="hrl-library", description="The shipped skill library: list, verify, add.")
-    sub = p.add_subparsers(dest="cmd")
-    sub.add_parser("list", help="one row per entry (default)")
-    sub.add_parser("verify", help="check every file against its hash")
-    show = sub.add_parser("show", help="one entry's whole record")
-    show.add_argument("name")
-    a = sub.add_parser("add", help="copy a file into the library and record how it was made")
-    a.add_argument("name")
-    a.add_argument("file")
-    a.add_argument("--kind", choices=("llc", "policy"), default="llc")
-    a.add_argument("--command", required=True, help="the command that produced the file")
-    a.add_argument("--seed", type=int, required=True)
-    a.add_argument("--dataset", help="the dataset it was trained on (its sha256 is recorded)")
-    a.add_argument("--description", default="")
-    a.add_argument("--metrics", default="{}", help="JSON object of measured metrics")
-    a.add_argument("--task", default=None, help="policies: the task it acts in")
-    a.add_argument("--trust-code", action="store_true", help="accept an LLC whose policy is TorchScript (code)")
-    args = p.parse_args(argv)
-    entries = load_manifest()
-    if args.cmd in (None, "list"):
-        print(table(entries) if entries else "the skill library is empty")
-    elif args.cmd == "verify":
-        for name in sorted(entries):
-            verify(name)
-            print(f"ok  {name}")
-    elif args.cmd == "show":
-        if args.name not in entries:
-            raise LibraryError(f"'{args.name}' is not in the skill library; it has {', '.join(sorted(entries))}")
-        print(json.dumps(entries[args.name], indent=1))
-    else:
-        extra = {"task": args.task} if args.task else {}
-        try:
-            metrics = json.loads(args.metrics)
-        except ValueError:
-            metrics = None
-        if not isinstance(metrics, dict):
-            raise LibraryError(f"--metrics must be a JSON object, e.g. '{{\"success\": 0.9}}', got {args.metrics!r}")
-        entry = add(args.name, args.file, args.kind, args.command, args.seed, args.dataset, args.description,
-                    metrics, trust_code=args.trust_code, **extra)
-        print(f"added {args.name}: {entry['file']} ({entry['size']} bytes, sha256 {entry['sha256'][:12]})")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

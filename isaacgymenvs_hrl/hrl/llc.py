@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from ..utils import spaces
 from torch import nn
+
+from ..errors import UserError
+from ..utils import spaces
 
 MODES = ("continuous", "discrete", "mixture", "multires")
 
@@ -26,6 +28,11 @@ def normalize_latent(z: torch.Tensor, how: str) -> torch.Tensor:
     if how == "clip":
         return z.clamp(-1.0, 1.0)
     return z
+
+
+def standardize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """The LLC's input normalization, which every skill trainer applies to its data: clamp to +-5 std."""
+    return ((x - mean) / std).clamp(-5.0, 5.0)
 
 
 class LowLevelController(nn.Module):
@@ -57,6 +64,14 @@ class LowLevelController(nn.Module):
         self.register_buffer("prior_std", torch.as_tensor(mix.get("prior_std", []), dtype=torch.float32))
 
     # ---- high-level action spaces -----------------------------------------------------------
+    def decision_steps(self, steps=None) -> int:
+        """k, control steps per high-level decision: ``steps``, or the checkpoint's ``default_steps``
+        where it is None or '' (0 is an error, not the default)."""
+        k = int(self.spec["default_steps"] if steps is None or steps == "" else steps)
+        if k < 1:
+            raise UserError(f"task.env.llc.steps must be >= 1, got {k}")
+        return k
+
     def hl_action_space(self, mode: str) -> spaces.Space:
         d = self.latent_dim
         if mode == "continuous":
@@ -69,7 +84,7 @@ class LowLevelController(nn.Module):
 
     # ---- decoding ---------------------------------------------------------------------------
     def _norm(self, x, mean, std):
-        return x if mean.numel() == 0 else ((x - mean) / std).clamp(-5.0, 5.0)
+        return x if mean.numel() == 0 else standardize(x, mean, std)
 
     def decode(self, mode: str, hl_action: torch.Tensor, mid_obs: torch.Tensor | None = None):
         """(z (N, d), head (N,) or None, choice (N,) or None) for a batch of high-level actions."""
@@ -88,6 +103,11 @@ class LowLevelController(nn.Module):
         r = len(self.horizons) + 1
         head = hl_action[:, :r].argmax(-1)
         return normalize_latent(hl_action[:, r:] * self.latent_scale, self.normalization), head, head
+
+    def mid_latents(self, mid_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mid level's Gaussian q(z | y, x) for every skill y on raw mid observations: means and
+        log-stds (N, K, d). Needs an LLC with a mid level (HeLMS)."""
+        return self.mid(self._norm(mid_obs, self.mid_obs_mean, self.mid_obs_std))
 
     def skill_prior_rows(self, mid_obs: torch.Tensor) -> torch.Tensor:
         """Every row of the learned skill prior, log p(y_t | y_{t-1} = i, x_t) (N, K + 1, K); row K

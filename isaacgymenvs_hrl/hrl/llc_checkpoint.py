@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from .library import resolve
 from .llc import MODES, LowLevelController
 from .networks import ARCHITECTURES, build
 
@@ -235,7 +236,6 @@ def load_llc(path: str | os.PathLike, device: str = "cpu", trust_code: bool = Fa
     """Load, check and freeze an LLC (eval mode, no gradients, on ``device``). ``path`` may be a
     skill library name (``humanoid/walk_bc``): its shipped file is verified against the manifest.
     A TorchScript policy is code, run at every control step: it loads only with ``trust_code=True``."""
-    from .library import resolve
     path = resolve(path, kind="llc")
     if not path.is_file():
         raise LLCError(f"LLC checkpoint not found: {path}")

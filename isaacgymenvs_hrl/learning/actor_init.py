@@ -1,4 +1,4 @@
-"""Start a high level from the skill method's own inference instead of from random weights.
+"""Start a high level's rl-games actor from the skill method's own inference instead of from random weights.
 
 LDSE infers which skill a stretch of behaviour is by encoding its local dynamics (the segment
 encoder, ``SkillMatcher``). Applied to the demonstrations the LLC was learned from, it labels every
@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..datasets.hdf5 import episode_ids, load_dataset
+from ..datasets.hdf5 import episode_ids, load_dataset, take_slices
+from ..datasets.windows import window_indices, window_starts
 from ..errors import UserError
+from ..hrl.segment_encoder import SkillMatcher, encoder_path
 
 
 def matched_targets(data: dict, llc, matcher, hl_obs_names, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(high-level observations (M, O), high-level actions (M, d)) at the start of every k-step
     decision inside an episode of ``data``; actions are the matched latents over the encoder's
     horizon, divided by the LLC's latent scale and clipped to the high level's box."""
-    from ..skills.common import take_slices
-    from ..skills.segments import window_indices, window_starts
     h = matcher.horizon
     starts = window_starts(episode_ids(data), h, k)
     if len(starts) == 0:
@@ -42,7 +42,6 @@ def matched_targets(data: dict, llc, matcher, hl_obs_names, k: int) -> tuple[tor
 def prior_targets(data: dict, llc, hl_obs_names, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(high-level observations (M, O), skill probabilities (M, K)) at the start of every k-step
     decision of ``data``: the LLC's skill prior, chained greedily along each episode."""
-    from ..skills.common import take_slices
     with torch.no_grad():
         mid = take_slices(data, llc.mid_obs_names)
         rows = torch.cat([llc.skill_prior_rows(b).exp() for b in mid.split(8192)])     # (N, K+1, K)
@@ -102,7 +101,6 @@ def pretrain_actor(model, obs: torch.Tensor, targets: torch.Tensor, epochs: int 
 def skill_matching_init(dataset: str, encoder: str, llc, hl_obs_names, k: int, epochs: int, seed: int,
                         mode: str = "continuous"):
     """The callback ``HealthObserver(init_actor=...)`` runs on the freshly built rl-games agent."""
-    from ..skills.ldse import SkillMatcher, encoder_path
     algorithm = llc.spec["provenance"].get("algorithm")
     if algorithm == "helms" and llc.skill_prior is not None:
         if mode != "discrete":

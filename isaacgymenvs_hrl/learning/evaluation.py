@@ -12,27 +12,9 @@ from __future__ import annotations
 
 import torch
 
-
-def build_network(params: dict, num_obs: int, num_actions: int):
-    """The rl-games actor-critic of a train config's ``params``, freshly initialised."""
-    from rl_games.algos_torch.model_builder import ModelBuilder
-
-    from .prior_agent import register
-    register()                                   # the prior-anchored high level's model and network
-    return ModelBuilder().load(params).build({
-        "actions_num": num_actions, "input_shape": (num_obs,), "num_seqs": 1, "value_size": 1,
-        "normalize_value": params["config"].get("normalize_value", False),
-        "normalize_input": params["config"].get("normalize_input", False)})
-
-
-def deterministic_actor(net):
-    net.eval()
-
-    @torch.no_grad()
-    def act(obs):
-        out = net({"is_train": False, "prev_actions": None, "obs": obs, "rnn_states": None})
-        return out["mus"] if "mus" in out else out["logits"]          # continuous / discrete actor
-    return act
+from ..utils.render import FastRenderer
+from ..utils.video import write_mp4
+from .runs import build_network, deterministic_actor, env_sizes, load_network
 
 
 @torch.no_grad()
@@ -99,20 +81,15 @@ def summarize_run(make_env, params: dict, run_dir: str, seed: int, video: bool =
     import json
     import os
 
-    from .checkpoints import load_checkpoint
     ckpt_path = latest_checkpoint(run_dir)
     if ckpt_path is None:
         log("no checkpoint in the run folder: nothing to summarize")
         return {}
     env = make_env()
-    discrete = getattr(env.action_space, "n", None) is not None
-    num_actions = int(env.action_space.n) if discrete else int(env.action_space.shape[0])
-    num_obs = int(env.observation_space.shape[0])
+    num_obs, num_actions, discrete = env_sizes(env)
     torch.manual_seed(seed)
     untrained = build_network(params, num_obs, num_actions)
-    trained = build_network(params, num_obs, num_actions)
-    state = load_checkpoint(ckpt_path)["model"]
-    trained.load_state_dict({k.replace("_orig_mod.", ""): v for k, v in state.items()})
+    trained = load_network(params, num_obs, num_actions, ckpt_path)
     steps = int(env.max_episode_length)
     def policy(net):
         act = deterministic_actor(net)
@@ -123,7 +100,6 @@ def summarize_run(make_env, params: dict, run_dir: str, seed: int, video: bool =
     renderer = None
     if video:
         try:
-            from ..skills.rollout_videos import FastRenderer
             renderer = FastRenderer(task, 320, 240)
             frame = lambda: frames.append(renderer(0))
         except Exception as exc:               # no GL: the numbers still matter
@@ -133,7 +109,6 @@ def summarize_run(make_env, params: dict, run_dir: str, seed: int, video: bool =
     log("\n" + format_summary(before, after, steps, dt))
     result = {"checkpoint": ckpt_path, "steps": steps, "untrained": before, "trained": after}
     if frames:
-        from ..skills.rollout_videos import write_mp4
         path = write_mp4(os.path.join(run_dir, "videos", "trained.mp4"), frames, max(1, int(round(1 / dt))))
         result["video"] = str(path)
         log(f"video of env 0 under the trained policy: {path}")

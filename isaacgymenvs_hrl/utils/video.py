@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 class VideoRecorder:
@@ -34,3 +35,14 @@ class VideoRecorder:
         os.replace(tmp, path)
         self.frames = []
         print(f"=> wrote video {path}")
+
+
+def write_mp4(path: Path, frames: list, fps: int) -> Path:
+    """Atomically written H.264 MP4 (temporary name, then rename)."""
+    import imageio.v2 as imageio
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + f".tmp{os.getpid()}.mp4")
+    imageio.mimwrite(tmp, frames, fps=fps, macro_block_size=8)
+    os.replace(tmp, path)
+    return path
