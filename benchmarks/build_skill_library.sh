@@ -8,7 +8,7 @@
 #            sideways and faster-turning commands -> omni_bc, omni_npmp, omni_ldse   ~20 min; it did not
 #            learn to walk backward or sideways, and its LLCs do not beat walk_* on HumanoidHeading
 #            (docs/hrl.md), so it adds to the library only when asked for: STAGES=omni
-#   franka   stacking expert rollouts -> BC, HeLMS, LDSE, MRS, NPMP LLCs          ~20 min
+#   franka   stacking expert rollouts -> BC, HeLMS, LDSE, MRS, NPMP LLCs          ~45 min
 # Usage: bash benchmarks/build_skill_library.sh [WORKDIR]      (STAGES="humanoid franka" to skip some;
 #        a stage that needs a teacher takes this run's, else the shipped one)
 set -euo pipefail
@@ -101,8 +101,10 @@ if has franka; then
   build franka/stack_bc llc llcs/stack_bc.llc.pt 0 $D "plain BC of the stacking expert (sees object poses)" -- \
     hrl-skills algo=bc output=llcs/stack_bc.llc.pt "${COMMON[@]}" skills.policy_obs=[proprio,objects,task] \
     skills.condition_on=[] skills.epochs=20
+  # HeLMS gets about 16x the gradient steps of its first build: its prior high level stacks zero-shot in 16% of
+  # episodes against 1.2% after 12 epochs (docs/results/stack_prior_anchor.md); ~26 min on one thread
   build franka/stack_helms llc llcs/stack_helms.llc.pt 0 $D "HeLMS: 6 discrete skills -> latent -> controller (reads joint positions + finger opening)" -- \
-    hrl-skills algo=helms output=llcs/stack_helms.llc.pt "${COMMON[@]}" $LOW skills.seq_stride=32 skills.epochs=12
+    hrl-skills algo=helms output=llcs/stack_helms.llc.pt "${COMMON[@]}" $LOW skills.seq_stride=16 skills.epochs=100 torch_threads=1
   build franka/stack_ldse llc llcs/stack_ldse.llc.pt 0 $D "LDSE: 8-step local-dynamics latent" -- \
     hrl-skills algo=ldse output=llcs/stack_ldse.llc.pt "${COMMON[@]}" skills.stride=8 skills.epochs=10
   build franka/stack_mrs llc llcs/stack_mrs.llc.pt 0 $D "MRS: skills at horizons 4/8/16/32 + unconditional head (reads joint positions + finger opening)" -- \
