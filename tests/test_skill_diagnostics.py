@@ -17,10 +17,12 @@ from isaacgymenvs_hrl.datasets import load_dataset, write_dataset
 from isaacgymenvs_hrl.errors import UserError
 from isaacgymenvs_hrl.hrl import load_llc, wrap_module
 from isaacgymenvs_hrl.skills.bc import BCConfig, train_bc
-from isaacgymenvs_hrl.skills.diagnostics import (grasp_coverage, markdown, mutual_information, name_end_state,
-                                                 report_section, skill_rollouts, z_usage)
+from isaacgymenvs_hrl.skills.diagnostics import markdown, report_section
+from isaacgymenvs_hrl.skills.end_states import grasp_coverage, mutual_information, name_end_state, skill_rollouts
+from isaacgymenvs_hrl.skills.z_usage import z_usage
 from isaacgymenvs_hrl.skills.helms import HeLMSConfig, train_helms
-from isaacgymenvs_hrl.skills.ldse import LDSEConfig, encoder_path, train_ldse
+from isaacgymenvs_hrl.hrl.segment_encoder import encoder_path
+from isaacgymenvs_hrl.skills.ldse import LDSEConfig, train_ldse
 from isaacgymenvs_hrl.tasks.franka_stack import FrankaStack
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -121,7 +123,7 @@ def test_report_section_and_clear_errors(commanded, tmp_path):
     thin = {**data, "obs": {"proprio": data["obs"]["proprio"]}}
     with pytest.raises(UserError, match="lacks observation slices"):
         z_usage(llc, thin)
-    with pytest.raises(UserError, match="need FrankaStack"):
+    with pytest.raises(UserError, match="need a task that names its objects"):
         skill_rollouts(object(), llc)
 
 
@@ -131,13 +133,14 @@ def test_mutual_information_and_naming_rules():
     assert mutual_information(y, np.zeros(40)) == pytest.approx(0.0)
     assert mutual_information(y, np.tile(np.arange(5), 8)) == pytest.approx(0.0)   # independent
     move = np.array([0.0, 0.0, 0.0])
-    assert name_end_state(0, True, [False] * 3, 0, 0.0, -1, move, True) == "lift red"
-    assert name_end_state(2, False, [False] * 3, 2, 0.0, -1, move, True) == "grasp blue"
-    assert name_end_state(-1, False, [False, True, False], 0, 0.2, 1, move, False) == "place green"
-    assert name_end_state(-1, False, [False] * 3, 1, 0.03, -1, move, True) == "reach green, closed"
-    assert name_end_state(-1, False, [False] * 3, 1, 0.3, 2, move, False) == "push blue"
-    assert name_end_state(-1, False, [False] * 3, 1, 0.3, -1, np.array([0.0, -0.2, 0.05]), False) == "move -y right"
-    assert name_end_state(-1, False, [False] * 3, 1, 0.3, -1, np.array([0.01, 0.0, 0.0]), False) == "stay"
+    RGB = FrankaStack.object_names
+    assert name_end_state(RGB, 0, True, [False] * 3, 0, 0.0, -1, move, True) == "lift red"
+    assert name_end_state(RGB, 2, False, [False] * 3, 2, 0.0, -1, move, True) == "grasp blue"
+    assert name_end_state(RGB, -1, False, [False, True, False], 0, 0.2, 1, move, False) == "place green"
+    assert name_end_state(RGB, -1, False, [False] * 3, 1, 0.03, -1, move, True) == "reach green, closed"
+    assert name_end_state(RGB, -1, False, [False] * 3, 1, 0.3, 2, move, False) == "push blue"
+    assert name_end_state(RGB, -1, False, [False] * 3, 1, 0.3, -1, np.array([0.0, -0.2, 0.05]), False) == "move -y right"
+    assert name_end_state(RGB, -1, False, [False] * 3, 1, 0.3, -1, np.array([0.01, 0.0, 0.0]), False) == "stay"
 
 
 class _Sideways(nn.Module):
@@ -174,4 +177,6 @@ def test_rollouts_name_and_separate_held_latents_in_franka_stack(tmp_path):
     md = markdown({"z_usage": {"posterior": "x", "k": 5, "windows": 1, "action_var": 0.1, "latent_dim": 1},
                    "rollouts": ro, "grasp_coverage": gc})
     assert "latent 0" in md and "random flat actions" in md
+    # the end-state columns carry the names the task gives its objects
+    assert ro["objects"] == ["red", "green", "blue"] and "| d red | d green | d blue | h red |" in md
     task.close()

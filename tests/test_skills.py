@@ -18,10 +18,11 @@ from isaacgymenvs_hrl.errors import UserError
 from isaacgymenvs_hrl.hrl import LatentSkillEnv, load_llc
 from isaacgymenvs_hrl.skills.common import gaussian_log_prob, kl_gaussians, kl_standard_normal, pca_2d
 from isaacgymenvs_hrl.skills.helms import HeLMSConfig, elbo_terms, forward_filter, train_helms
-from isaacgymenvs_hrl.skills.ldse import LDSEConfig, SkillMatcher, encoder_path, train_ldse
+from isaacgymenvs_hrl.hrl.segment_encoder import SkillMatcher, encoder_path
+from isaacgymenvs_hrl.skills.ldse import LDSEConfig, train_ldse
 from isaacgymenvs_hrl.skills.mrs import MRSConfig, train_mrs
 from isaacgymenvs_hrl.skills.npmp import NPMPConfig, ar1_kl, train_npmp
-from isaacgymenvs_hrl.skills.segments import lookahead_indices, window_indices, window_starts
+from isaacgymenvs_hrl.datasets.windows import lookahead_indices, window_indices, window_starts
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 QUIET = {"log": lambda *_: None, "progress": False}
@@ -227,7 +228,7 @@ def test_algorithm_writes_an_llc_that_loads_and_runs(algo, tiny, tmp_path):
         assert z.shape == (5, 3) and a.shape == (5, 3) and torch.isfinite(a).all() and a.abs().max() <= 1.0
         if mode == "discrete":
             # the latent of skill y is the frozen mid level's mean for y
-            means, _ = llc.mid(llc._norm(mid, llc.mid_obs_mean, llc.mid_obs_std))
+            means, _ = llc.mid_latents(mid)
             assert torch.equal(z, means[torch.arange(5), choice])
         if mode == "multires":
             assert head.tolist() == hl[mode][:, :3].argmax(-1).tolist()
@@ -344,7 +345,7 @@ def test_cli_trains_helms_and_writes_the_report(tiny, tmp_path):
     out = tmp_path / "h.llc.pt"
     args = ["algo=helms", f"dataset={meta['path']}", f"output={out}", "skills.epochs=1", "skills.hidden=[16]",
             "skills.mid_hidden=[16]", "skills.num_skills=3", "skills.seq_len=12", "skills.latent_dim=3"]
-    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.skills_cli", *args], cwd=tmp_path,
+    res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.skills", *args], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     report = tmp_path / "h.llc_report"
@@ -365,6 +366,36 @@ def test_algo_selects_the_skills_config():
             assert cfg.skills.algo == algo and cfg.output == f"llcs/{algo}.llc.pt", overrides
             if "skills.epochs=3" in overrides:
                 assert cfg.skills.epochs == 3
+
+
+def test_every_algorithm_is_registered_with_its_settings_file():
+    """bc, ldse, helms, mrs and npmp share the registry and the training loop's settings; each
+    cfg/skills/<algo>.yaml names every field of its config, with the dataclass's defaults."""
+    from dataclasses import fields
+
+    from hydra import compose, initialize_config_dir
+
+    from isaacgymenvs_hrl.paths import CFG_DIR
+    from isaacgymenvs_hrl.skills.algorithms import ALGORITHMS, algorithm, make_config
+    from isaacgymenvs_hrl.skills.bc import BCConfig
+    from isaacgymenvs_hrl.skills.trainer import SkillConfig
+    from isaacgymenvs_hrl.utils.config import to_dict
+    assert set(ALGORITHMS) == {"bc", "ldse", "helms", "mrs", "npmp"}
+    shared = {f.name for f in fields(SkillConfig)}
+    with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.1"):
+        for name in ALGORITHMS:
+            cls, train = algorithm(name)
+            assert issubclass(cls, SkillConfig) and train.__name__ == f"train_{name}"
+            params = {k: v for k, v in to_dict(compose(config_name="skills_config",
+                                                       overrides=["dataset=x", f"algo={name}"]).skills).items()
+                      if k != "algo"}
+            assert set(params) == {f.name for f in fields(cls)} and shared <= set(params), name
+            assert make_config(cls, params) == cls(), name
+    with pytest.raises(UserError, match="'vae' is not implemented; available"):
+        algorithm("vae")
+    assert make_config(BCConfig, {"condition_on": []}).condition_on == []          # plain BC
+    with pytest.raises(UserError, match="skills.hidden must be a non-empty list"):
+        make_config(BCConfig, {"hidden": []})
 
 
 def test_fixed_sticky_prior_ships_and_drives_the_prior_high_level(tiny, tmp_path):
@@ -393,8 +424,8 @@ def test_fixed_sticky_prior_ships_and_drives_the_prior_high_level(tiny, tmp_path
 def test_skill_matching_pretrains_the_high_level_actor(tiny, tmp_path):
     """LDSE's encoder labels every k-step decision of the data with its latent; the rl-games actor
     regressed onto them reproduces them, with its input normalizer set from the same data."""
-    from isaacgymenvs_hrl.hrl.skill_matching import matched_targets, pretrain_actor
-    from isaacgymenvs_hrl.learning.evaluation import build_network
+    from isaacgymenvs_hrl.learning.actor_init import matched_targets, pretrain_actor
+    from isaacgymenvs_hrl.learning.runs import build_network
     from isaacgymenvs_hrl.utils.config import to_dict
     from isaacgymenvs_hrl.utils.task_config import compose_config
     cls, train, kwargs = CONFIGS["ldse"]
@@ -412,7 +443,7 @@ def test_skill_matching_pretrains_the_high_level_actor(tiny, tmp_path):
     mse = pretrain_actor(net, obs, targets, epochs=30, log=lambda *_: None)
     assert mse < 0.5 * before and mse < 0.5 * float(targets.var(0).mean())
     assert torch.allclose(net.running_mean_std.running_mean.float(), obs.mean(0), atol=1e-5)
-    from isaacgymenvs_hrl.hrl.skill_matching import skill_matching_init
+    from isaacgymenvs_hrl.learning.actor_init import skill_matching_init
     with pytest.raises(UserError, match="encoder .* is not there"):
         skill_matching_init("unused.hdf5", str(tmp_path / "none.encoder.pt"), llc, ["proprio"], 4, 1, 0)
 
@@ -421,8 +452,8 @@ def test_helms_skill_prior_starts_a_discrete_high_level(tiny, tmp_path):
     """match_init over HeLMS: the shipped skill prior, chained along each demonstration, gives the
     skill distribution at every k-th step of an episode, and the rl-games discrete actor's logits
     are fitted to it (cross-entropy near the targets' own entropy)."""
-    from isaacgymenvs_hrl.hrl.skill_matching import prior_targets, pretrain_actor, skill_matching_init
-    from isaacgymenvs_hrl.learning.evaluation import build_network
+    from isaacgymenvs_hrl.learning.actor_init import prior_targets, pretrain_actor, skill_matching_init
+    from isaacgymenvs_hrl.learning.runs import build_network
     from isaacgymenvs_hrl.utils.config import to_dict
     from isaacgymenvs_hrl.utils.task_config import compose_config
     cls, train, kwargs = CONFIGS["helms"]

@@ -36,7 +36,7 @@ def torchrun(cwd, *args):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "isaacgymenvs_hrl.skills_cli", *args, "report.videos=false"],
+                           "-m", "isaacgymenvs_hrl.cli.skills", *args, "report.videos=false"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
 
 

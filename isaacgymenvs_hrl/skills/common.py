@@ -1,9 +1,9 @@
-"""Pieces shared by the latent skill-learning algorithms (LDSE, HeLMS, MRS, NPMP).
+"""Pieces shared by the skill-learning algorithms (BC, LDSE, HeLMS, MRS, NPMP).
 
-Small pure functions (Gaussian log-densities and KLs, standardization, PCA) plus the things
-every algorithm repeats: a bidirectional-LSTM segment encoder, the LLC spec skeleton and
-data-parallel training (``Distributed``, used by all five trainers under ``torchrun``). Each
-algorithm's own file stays readable top to bottom; only these generic parts live here.
+Small pure functions (dataset checks, Gaussian log-densities and KLs, PCA) plus the things several
+algorithms use: the LLC spec skeleton and data-parallel training (``Distributed``, driven by
+``trainer.SkillTrainer`` under ``torchrun``). Each algorithm's own file stays readable top to bottom;
+only generic parts live here.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..datasets.hdf5 import DatasetError, dataset_views
 from ..utils.provenance import provenance
@@ -33,21 +32,17 @@ def require_slices(meta: dict, names, algorithm: str) -> None:
                            "the slices in the skills config")
 
 
-def take_slices(data: dict, names) -> torch.Tensor:
-    """Named observation slices joined along the last axis, (T, sum of sizes) float32."""
-    if not names:
-        return torch.zeros(len(data["actions"]), 0)
-    return torch.from_numpy(np.concatenate([data["obs"][n] for n in names], axis=-1).astype(np.float32))
+def require_control(meta: dict) -> None:
+    """The dataset must say at which rate and through which controller its actions were taken."""
+    if meta.get("control_dt") is None or meta.get("control_type") is None:
+        raise DatasetError("the dataset metadata lacks control_dt or control_type; an LLC is rate- and "
+                           "control-specific, so collect the dataset again with hrl-collect (or import "
+                           "it with hrl-import-dataset control_dt=... control_type=... or task=...)")
 
 
 def mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-dimension mean and std (floored at 1e-3, as the LLC stores them)."""
     return x.mean(0), x.std(0).clamp_min(1e-3)
-
-
-def standardize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """The LLC's own input normalization (``LowLevelController._norm``): clamp to +-5 std."""
-    return ((x - mean) / std).clamp(-5.0, 5.0)
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -140,8 +135,8 @@ class Distributed:
             p.grad.copy_(flat[start:start + n].view_as(p.grad))
             start += n
 
-    def reduce(self, values: dict, mean: bool = False) -> dict:
-        """Sum (or average) a dict of Python floats over the ranks, e.g. an epoch's loss sums."""
+    def reduce(self, values: dict) -> dict:
+        """Sum a dict of Python floats over the ranks, e.g. an epoch's loss sums."""
         if not self.enabled or not values:
             return values
         import torch.distributed as dist
@@ -149,8 +144,6 @@ class Distributed:
         if self.backend == "nccl":
             t = t.to(self.device("cuda"))
         dist.all_reduce(t)
-        if mean:
-            t /= self.world_size
         return dict(zip(values, t.cpu().tolist()))
 
     def barrier(self) -> None:
@@ -236,34 +229,12 @@ def rsample(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     return mean + log_std.exp() * torch.randn_like(mean)
 
 
-# ---- networks --------------------------------------------------------------------------------------
-class SegmentEncoder(nn.Module):
-    """q(z | segment): a bidirectional LSTM over per-step features (B, H, F) -> Gaussian (B, d).
-
-    The last hidden states of the forward and the backward pass are joined and mapped to the mean
-    and log-std (clamped to [-5, 2]) of a diagonal Gaussian.
-    """
-
-    def __init__(self, input_dim: int, latent_dim: int, hidden: int = 128):
-        super().__init__()
-        self.lstm = nn.LSTM(input_dim, hidden, batch_first=True, bidirectional=True)
-        self.head = nn.Linear(2 * hidden, 2 * latent_dim)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _, (h, _) = self.lstm(x)                                  # h: (2, B, hidden)
-        mean, log_std = self.head(torch.cat([h[0], h[1]], -1)).chunk(2, -1)
-        return mean, log_std.clamp(-5.0, 2.0)
-
-
 # ---- checkpoint and report helpers -----------------------------------------------------------------
 def llc_spec(meta: dict, *, policy_obs, action_dim: int, latent: dict, architecture: dict,
              default_steps: int, algorithm: str, metrics: dict, config: dict, mid_obs=None, **extra) -> dict:
     """The LLC spec every algorithm writes (fields documented in ``hrl.llc_checkpoint``)."""
     layout = {n: v.stop - v.start for n, v in dataset_views(meta).items()}
-    if meta.get("control_dt") is None or meta.get("control_type") is None:
-        raise DatasetError("the dataset metadata lacks control_dt or control_type; an LLC is rate- and "
-                           "control-specific, so collect the dataset again with hrl-collect (or import "
-                           "it with hrl-import-dataset control_dt=... control_type=... or task=...)")
+    require_control(meta)
     spec = {
         "task_family": meta.get("task_family"),
         "obs": {"policy": [[n, int(layout[n])] for n in policy_obs]},

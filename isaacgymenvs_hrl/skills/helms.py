@@ -33,36 +33,33 @@ low level is trained on raw z. The mid level needs object poses, so the default 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from ..datasets.hdf5 import DatasetError, episode_ids
+from ..datasets.hdf5 import DatasetError, episode_ids, take_slices
+from ..datasets.windows import lookahead_indices, require_windows, window_indices, window_starts
 from ..errors import UserError
-from ..hrl.llc_checkpoint import save_llc
+from ..hrl.llc import standardize
 from ..hrl.networks import ComponentEncoder, SkillPolicy, SkillPrior, mlp
-from .common import (distributed, gaussian_log_prob, kl_standard_normal, llc_spec, mean_std, minibatches,
-                     parameter_digest, require_slices, rsample, seeded, split, standardize, take_slices)
-from .segments import lookahead_indices, require_windows, window_indices, window_starts
+from .common import gaussian_log_prob, kl_standard_normal, llc_spec, mean_std, rsample
+from .trainer import LatentSkillConfig, SkillTrainer
 
 
 # ============================================================================================
 # Config
 # ============================================================================================
 @dataclass
-class HeLMSConfig:
-    policy_obs: list = field(default_factory=lambda: ["proprio"])
-    """slices the low level p(a | z, s) reads (proprio only: it must transfer across tasks)"""
+class HeLMSConfig(LatentSkillConfig):
+    """policy_obs: the slices the low level p(a | z, s) reads (proprio only: it must transfer across
+    tasks); hidden: the low level's sizes; latent_scale: the high-level action multiplier in the
+    continuous and mixture modes; an item is a sequence."""
     mid_obs: list = field(default_factory=lambda: ["proprio", "objects"])
     """slices the mid level q(z | y, x) and the high-level posterior read (object poses needed)"""
     num_skills: int = 6
     """K: number of discrete skills"""
-    latent_dim: int = 8
-    """size of z"""
     lookahead: int = 3
     """future mid observations the high-level posterior q(y_t | y_{t-1}, x_t^+) sees"""
     seq_len: int = 32
@@ -89,28 +86,10 @@ class HeLMSConfig:
     only if switching itself costs"""
     action_std: float = 0.2
     """std of the low level's Gaussian p(a | z, s) (actions are in [-1, 1])"""
-    latent_scale: float = 1.0
-    """high-level action multiplier in continuous and mixture modes (the LLC's latent.scale)"""
-    hidden: list = field(default_factory=lambda: [256, 256])
-    """hidden sizes of the low-level policy"""
     mid_hidden: list = field(default_factory=lambda: [256, 256])
     """hidden sizes of the mid level and of the high-level posterior"""
-    activation: str = "elu"
-    """activation of the MLPs"""
-    epochs: int = 30
-    """passes over the training sequences"""
     batch_size: int = 32
     """sequences per gradient step"""
-    lr: float = 1e-3
-    """Adam learning rate (cosine-annealed to 0)"""
-    val_fraction: float = 0.05
-    """share of sequences held out for the validation losses"""
-    default_steps: int = 5
-    """k stored in the checkpoint: control steps per high-level decision"""
-    device: str = "cpu"
-    """torch device for training"""
-    seed: int = 0
-    """seeds torch and the data split"""
 
 
 # ============================================================================================
@@ -225,15 +204,13 @@ def train_helms(data: dict, meta: dict, cfg: HeLMSConfig, output: str, log=print
     """Fit, write the LLC checkpoint (continuous, discrete and mixture modes) to ``output``;
     returns metrics, loss history and report data."""
     check_objects(meta, cfg)
-    require_slices(meta, list(cfg.policy_obs) + list(cfg.mid_obs), "HeLMS")
     if cfg.num_skills < 2:
         raise UserError(f"skills.num_skills must be >= 2, got {cfg.num_skills}")
     if cfg.seq_len < 2 or cfg.lookahead < 0 or cfg.action_std <= 0:
         raise UserError(f"HeLMS needs seq_len >= 2, lookahead >= 0 and action_std > 0 (got "
                         f"{cfg.seq_len}, {cfg.lookahead}, {cfg.action_std})")
-    dist = distributed(cfg.device)
-    g = seeded(cfg.seed)
-    dev = dist.device(cfg.device)
+    trainer = SkillTrainer(cfg, meta, "HeLMS", list(cfg.policy_obs) + list(cfg.mid_obs), log, progress)
+    dev = trainer.device
 
     # ---- data: sequences of seq_len steps, with lookahead for the high-level posterior -----------
     pol_raw, mid_raw = take_slices(data, cfg.policy_obs), take_slices(data, cfg.mid_obs)
@@ -249,44 +226,13 @@ def train_helms(data: dict, meta: dict, cfg: HeLMSConfig, output: str, log=print
     pol_n, mid_n = standardize(pol_raw, pol_mean, pol_std), standardize(mid_raw, mid_mean, mid_std)
     seq_pol, seq_mid, seq_act = pol_n[idx].to(dev), mid_n[idx].to(dev), act[idx].to(dev)
     seq_hi = torch.cat([mid_n[idx][:, :, None], mid_n[ahead]], 2).flatten(2).to(dev)  # (W, T, (1+L)*M)
-    train, val = split(len(idx), cfg.val_fraction, g)
-
-    # ---- model and optimizer -------------------------------------------------------------------
-    model = HeLMSModel(pol_raw.shape[1], mid_raw.shape[1], act.shape[1], cfg).to(dev)
-    dist.prepare(model, cfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    keys = ("loss", "nll", "kl_z", "kl_y", "action_mse", "switches")
-    history = {f"train_{k}": [] for k in keys} | {f"val_{k}": [] for k in keys}
+    train, val = trainer.split(len(idx))
     batch = lambda b: (seq_pol[b], seq_mid[b], seq_hi[b], seq_act[b])
 
-    # ---- loop ----------------------------------------------------------------------------------
-    t0 = time.time()
-    bar = tqdm(range(cfg.epochs), desc="helms", disable=not progress)
-    for epoch in bar:
-        model.train()
-        sums = dict.fromkeys(keys, 0.0)
-        for b in minibatches(len(train), cfg.batch_size, g):
-            b = dist.shard(train[b]).to(dev)
-            out = helms_losses(model, cfg, *batch(b))
-            opt.zero_grad()
-            out["loss"].backward()
-            dist.sync_grads(model.parameters())
-            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            opt.step()
-            for k in keys:
-                sums[k] += out[k].item() * len(b)
-        sums = dist.reduce(sums)
-        sched.step()
-        model.eval()
-        with torch.no_grad():
-            v = helms_losses(model, cfg, *batch(val.to(dev)))
-        for k in keys:
-            history[f"train_{k}"].append(sums[k] / len(train))
-            history[f"val_{k}"].append(v[k].item())
-        bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", val=f"{history['val_loss'][-1]:.3f}")
-        log(f"epoch {epoch + 1}/{cfg.epochs}  " + "  ".join(f"{k} {history['train_' + k][-1]:.4f}" for k in keys)
-            + f"  | val loss {history['val_loss'][-1]:.4f}")
+    # ---- model and training --------------------------------------------------------------------
+    model = HeLMSModel(pol_raw.shape[1], mid_raw.shape[1], act.shape[1], cfg).to(dev)
+    history = trainer.fit(model, lambda *b: helms_losses(model, cfg, *b), batch, train, val,
+                          ("loss", "nll", "kl_z", "kl_y", "action_mse", "switches"))
 
     # ---- per-component marginal posteriors, skill usage and transitions over the dataset ---------
     model.eval()
@@ -320,10 +266,9 @@ def train_helms(data: dict, meta: dict, cfg: HeLMSConfig, output: str, log=print
     labels = torch.cat(labels).numpy()
 
     # ---- checkpoint -------------------------------------------------------------------------------
-    metrics = {key: round(history[key][-1], 6) for key in history} | {
-        "train_seconds": round(time.time() - t0, 1), "sequences": int(len(idx)), "samples": int(len(act)),
-        "skill_usage": [round(u, 4) for u in usage],
-        "skills_used": int((np.bincount(labels, minlength=k) > 0).sum())}
+    metrics = trainer.metrics(
+        history, sequences=int(len(idx)), samples=int(len(act)), skill_usage=[round(u, 4) for u in usage],
+        skills_used=int((np.bincount(labels, minlength=k) > 0).sum()))
     spec = llc_spec(
         meta, policy_obs=cfg.policy_obs, mid_obs=cfg.mid_obs, action_dim=act.shape[1],
         default_steps=cfg.default_steps,
@@ -341,11 +286,9 @@ def train_helms(data: dict, meta: dict, cfg: HeLMSConfig, output: str, log=print
                             "hidden": list(cfg.mid_hidden), "activation": cfg.activation}}
            if model.skill_prior is not None else {}),
         algorithm="helms", metrics=metrics, config=asdict(cfg))
-    if dist.is_main:
-        save_llc(output, spec, model.policy.cpu(), model.mid.cpu(), obs_mean=pol_mean, obs_std=pol_std,
-                 mid_obs_mean=mid_mean, mid_obs_std=mid_std,
-                 skill_prior=None if model.skill_prior is None else model.skill_prior.cpu())
     report = {"latents": torch.cat(latents).numpy(), "labels": labels, "label_name": "skill (argmax q(y|x))",
               "usage": np.asarray(usage), "transitions": (counts / counts.sum(1, keepdim=True).clamp_min(1)).numpy(),
               "transition_prior": trans_p.numpy()}
-    return {"metrics": metrics, "history": history, "report": report, "param_digest": parameter_digest(model)}
+    return trainer.finish(output, spec, model, history, metrics, report, model.policy.cpu(), model.mid.cpu(),
+                          obs_mean=pol_mean, obs_std=pol_std, mid_obs_mean=mid_mean, mid_obs_std=mid_std,
+                          skill_prior=None if model.skill_prior is None else model.skill_prior.cpu())

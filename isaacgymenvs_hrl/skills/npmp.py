@@ -22,64 +22,42 @@ The LLC is a SkillPolicy in continuous mode with normalization 'none': the high 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from ..datasets.hdf5 import episode_ids
+from ..datasets.hdf5 import episode_ids, take_slices
+from ..datasets.windows import lookahead_indices, require_windows, window_indices, window_starts
 from ..errors import UserError
-from ..hrl.llc_checkpoint import save_llc
+from ..hrl.llc import standardize
 from ..hrl.networks import SkillPolicy, mlp
-from .common import (distributed, gaussian_log_prob, latent_reach, llc_spec, mean_std, minibatches,
-                     parameter_digest, require_slices, rsample, seeded, split, standardize, take_slices)
-from .segments import lookahead_indices, require_windows, window_indices, window_starts
+from .common import gaussian_log_prob, latent_reach, llc_spec, mean_std, rsample
+from .trainer import LatentSkillConfig, SkillTrainer
 
 
 # ============================================================================================
 # Config
 # ============================================================================================
 @dataclass
-class NPMPConfig:
-    policy_obs: list = field(default_factory=lambda: ["proprio"])
-    """observation slices the encoder (current + future) and the controller (current) read"""
+class NPMPConfig(LatentSkillConfig):
+    """policy_obs: the slices the encoder (current and future) and the controller (current) read;
+    hidden: the sizes of the controller and of the encoder; an item is a sequence."""
     lookahead: int = 5
     """future states the encoder sees"""
-    latent_dim: int = 8
-    """size of z"""
     alpha: float = 0.95
     """AR(1) prior coefficient: 0 = independent N(0, I) latents, near 1 = slowly varying"""
     beta: float = 0.01
     """weight of the KL to the AR(1) prior"""
     action_std: float = 0.2
     """std of the Gaussian action likelihood (actions are in [-1, 1])"""
-    latent_scale: float = 1.0
-    """high-level action multiplier (the LLC's latent.scale)"""
     seq_len: int = 16
     """steps per training sequence (the AR(1) KL links consecutive steps)"""
     seq_stride: int = 4
     """step between the starts of consecutive sequences of an episode"""
-    hidden: list = field(default_factory=lambda: [256, 256])
-    """hidden sizes of the controller and the encoder"""
-    activation: str = "elu"
-    """activation of the MLPs"""
-    epochs: int = 30
-    """passes over the training sequences"""
     batch_size: int = 64
     """sequences per gradient step"""
-    lr: float = 1e-3
-    """Adam learning rate (cosine-annealed to 0)"""
-    val_fraction: float = 0.05
-    """share of sequences held out for the validation losses"""
-    default_steps: int = 5
-    """k stored in the checkpoint: control steps per high-level decision"""
-    device: str = "cpu"
-    """torch device for training"""
-    seed: int = 0
-    """seeds torch and the data split"""
 
 
 # ============================================================================================
@@ -139,10 +117,8 @@ def train_npmp(data: dict, meta: dict, cfg: NPMPConfig, output: str, log=print, 
     if cfg.lookahead < 1 or cfg.seq_len < 1 or cfg.action_std <= 0:
         raise UserError(f"NPMP needs lookahead >= 1, seq_len >= 1 and action_std > 0 (got "
                         f"{cfg.lookahead}, {cfg.seq_len}, {cfg.action_std})")
-    require_slices(meta, cfg.policy_obs, "NPMP")
-    dist = distributed(cfg.device)
-    g = seeded(cfg.seed)
-    dev = dist.device(cfg.device)
+    trainer = SkillTrainer(cfg, meta, "NPMP", cfg.policy_obs, log, progress)
+    dev = trainer.device
 
     # ---- data: sequences with their lookahead states -----------------------------------------------
     obs_raw = take_slices(data, cfg.policy_obs)
@@ -156,53 +132,22 @@ def train_npmp(data: dict, meta: dict, cfg: NPMPConfig, output: str, log=print, 
     obs_mean, obs_std = mean_std(obs_raw)
     obs_n = standardize(obs_raw, obs_mean, obs_std)
     seq_obs, seq_future, seq_act = obs_n[idx].to(dev), obs_n[ahead].to(dev), act[idx].to(dev)
-    train, val = split(len(idx), cfg.val_fraction, g)
+    train, val = trainer.split(len(idx))
 
-    # ---- model and optimizer -----------------------------------------------------------------
+    # ---- model and training ------------------------------------------------------------------
     model = NPMPModel(obs_raw.shape[1], act.shape[1], cfg).to(dev)
-    dist.prepare(model, cfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    keys = ("loss", "nll", "kl", "action_mse")
-    history = {f"train_{k}": [] for k in keys} | {f"val_{k}": [] for k in keys}
-
-    # ---- loop --------------------------------------------------------------------------------
-    t0 = time.time()
-    bar = tqdm(range(cfg.epochs), desc="npmp", disable=not progress)
-    for epoch in bar:
-        model.train()
-        sums = dict.fromkeys(keys, 0.0)
-        for b in minibatches(len(train), cfg.batch_size, g):
-            b = dist.shard(train[b]).to(dev)
-            out = npmp_losses(model, cfg, seq_obs[b], seq_future[b], seq_act[b])
-            opt.zero_grad()
-            out["loss"].backward()
-            dist.sync_grads(model.parameters())
-            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            opt.step()
-            for k in keys:
-                sums[k] += out[k].item() * len(b)
-        sums = dist.reduce(sums)
-        sched.step()
-        model.eval()
-        with torch.no_grad():
-            vb = val.to(dev)
-            v = npmp_losses(model, cfg, seq_obs[vb], seq_future[vb], seq_act[vb])
-        for k in keys:
-            history[f"train_{k}"].append(sums[k] / len(train))
-            history[f"val_{k}"].append(v[k].item())
-        bar.set_postfix(loss=f"{history['train_loss'][-1]:.3f}", val=f"{history['val_loss'][-1]:.3f}")
-        log(f"epoch {epoch + 1}/{cfg.epochs}  " + "  ".join(f"{k} {history['train_' + k][-1]:.4f}" for k in keys)
-            + f"  | val loss {history['val_loss'][-1]:.4f}")
+    history = trainer.fit(model, lambda *b: npmp_losses(model, cfg, *b),
+                          lambda b: (seq_obs[b], seq_future[b], seq_act[b]), train, val,
+                          ("loss", "nll", "kl", "action_mse"))
 
     # ---- checkpoint and report data -------------------------------------------------------------
     with torch.no_grad():
         z = model.encode(obs_n.to(dev), obs_n[torch.from_numpy(
             lookahead_indices(ep, np.arange(len(act)), cfg.lookahead))].to(dev))[0].cpu()
-    metrics = {k: round(history[k][-1], 6) for k in history} | {
-        "train_seconds": round(time.time() - t0, 1), "sequences": int(len(idx)), "samples": int(len(act)),
-        "latent_step_change": round((z[1:] - z[:-1]).norm(dim=-1)[ep[1:] == ep[:-1]].mean().item(), 4),
-        "hl_reach": latent_reach(z, cfg.latent_scale, "NPMP", log)}
+    metrics = trainer.metrics(
+        history, sequences=int(len(idx)), samples=int(len(act)),
+        latent_step_change=round((z[1:] - z[:-1]).norm(dim=-1)[ep[1:] == ep[:-1]].mean().item(), 4),
+        hl_reach=latent_reach(z, cfg.latent_scale, "NPMP", log))
     spec = llc_spec(
         meta, policy_obs=cfg.policy_obs, action_dim=act.shape[1], default_steps=cfg.default_steps,
         latent={"dim": cfg.latent_dim, "normalization": "none", "scale": cfg.latent_scale,
@@ -211,7 +156,6 @@ def train_npmp(data: dict, meta: dict, cfg: NPMPConfig, output: str, log=print, 
                                  "latent_dim": cfg.latent_dim, "action_dim": int(act.shape[1]),
                                  "hidden": list(cfg.hidden), "activation": cfg.activation}},
         algorithm="npmp", metrics=metrics, config=asdict(cfg))
-    if dist.is_main:
-        save_llc(output, spec, model.policy.cpu(), obs_mean=obs_mean, obs_std=obs_std)
     report = {"latents": z.numpy(), "labels": ep, "label_name": "episode"}
-    return {"metrics": metrics, "history": history, "report": report, "param_digest": parameter_digest(model)}
+    return trainer.finish(output, spec, model, history, metrics, report, model.policy.cpu(),
+                          obs_mean=obs_mean, obs_std=obs_std)

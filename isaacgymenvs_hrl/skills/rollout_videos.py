@@ -24,9 +24,13 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..hrl import env_factory
 from ..hrl.latent_skill_env import LatentSkillEnv
 from ..hrl.llc import LowLevelController
 from ..hrl.llc_checkpoint import load_llc
+from ..tasks import isaacgym_task_map
+from ..utils.render import FastRenderer
+from ..utils.video import write_mp4
 
 
 # ---- what to hold fixed ---------------------------------------------------------------------------
@@ -125,45 +129,10 @@ def _one_hot(i: int, n: int) -> torch.Tensor:
 
 
 # ---- the task and the rollouts ----------------------------------------------------------------------
-class FastRenderer:
-    """MuJoCo offscreen frames without shadows, reflections and skybox: about 6x cheaper than
-    ``utils.render.render_env`` on a software (llvmpipe) GL, which is what headless CPUs have."""
-
-    def __init__(self, task, width: int, height: int):
-        import mujoco
-        self.mujoco, self.task = mujoco, task
-        model = task.engine.model
-        model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
-        model.vis.global_.offheight = max(model.vis.global_.offheight, height)
-        try:
-            self.renderer = mujoco.Renderer(model, height, width)
-        except Exception as exc:    # no GL at all
-            raise RuntimeError(
-                "MuJoCo's offscreen renderer could not start (headless machines need EGL or OSMesa: "
-                "MUJOCO_GL=egl or MUJOCO_GL=osmesa); set report.videos=false to skip the videos. "
-                f"Cause: {exc}") from exc
-        self.data = mujoco.MjData(model)
-        self.camera = "track" if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "track") >= 0 else -1
-
-    def __call__(self, env_id: int) -> np.ndarray:
-        mj, data = self.mujoco, self.data
-        data.qpos[:] = self.task.engine.qpos[env_id].detach().cpu().numpy()
-        data.qvel[:] = self.task.engine.qvel[env_id].detach().cpu().numpy()
-        mj.mj_forward(self.task.engine.model, data)
-        self.renderer.update_scene(data, camera=self.camera)
-        for flag in (mj.mjtRndFlag.mjRND_SHADOW, mj.mjtRndFlag.mjRND_REFLECTION, mj.mjtRndFlag.mjRND_SKYBOX):
-            self.renderer.scene.flags[flag] = 0
-        return self.renderer.render()
-
-    def close(self) -> None:
-        self.renderer.close()
-
-
 def build_task(task_name: str, num_envs: int, task_config: dict | None = None, seed: int = 0):
     """The task on CPU with ``num_envs`` envs and ``auto_reset=False`` (an LLC runs in it through
     LatentSkillEnv): from the dataset's stored task config when there is one (the exact settings
     the data was collected with), else from the project's config files."""
-    from ..tasks import isaacgym_task_map
     from ..utils.task_config import load_task_config
     if task_name not in isaacgym_task_map:
         raise UserError(f"unknown task '{task_name}'; available: "
@@ -171,8 +140,7 @@ def build_task(task_name: str, num_envs: int, task_config: dict | None = None, s
     cfg = copy.deepcopy(task_config) if task_config else load_task_config(task_name)
     cfg.setdefault("env", {})["numEnvs"] = int(num_envs)
     torch.manual_seed(seed)
-    return isaacgym_task_map[task_name](cfg=cfg, rl_device="cpu", sim_device="cpu", graphics_device_id=-1,
-                                        headless=True, auto_reset=False)
+    return env_factory.build_task(cfg, "cpu", "cpu", auto_reset=False)
 
 
 @torch.no_grad()
@@ -189,17 +157,6 @@ def rollout_frames(task, llc: LowLevelController, mode: str, hl: torch.Tensor, s
     for _ in range(-(-int(steps) // env.steps)):
         env.step(hl, on_control_step=grab)
     return frames[:int(steps) + 1]
-
-
-def write_mp4(path: Path, frames: list, fps: int) -> Path:
-    """Atomically written H.264 MP4 (temporary name, then rename)."""
-    import imageio.v2 as imageio
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + f".tmp{os.getpid()}.mp4")
-    imageio.mimwrite(tmp, frames, fps=fps, macro_block_size=8)
-    os.replace(tmp, path)
-    return path
 
 
 def record_skill_videos(llc, task_name: str, folder, *, task_config: dict | None = None, latents=None,

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import stat
+from contextlib import contextmanager
 from pathlib import Path
 
 TAG = "isaacgymenvs_hrl"
@@ -132,6 +133,25 @@ def remove_stale_staging(target: str | os.PathLike) -> None:
     for entry in target.parent.glob(f"{target.name}.{TAG}.tmp.*"):
         if _dead(_TMP, entry.name) and entry.is_dir() and not entry.is_symlink() and (entry / _MARKER).is_file():
             shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextmanager
+def staging(target: str | os.PathLike, unit: str | os.PathLike | None = None):
+    """``staging_dir(target)`` for the length of a ``with`` block, then removed (whether the block
+    committed it, failed or was interrupted), unless the commit of the unit it belongs to (the
+    ``commit_together`` whose first target is ``unit``, default ``target``) was cut short: then its
+    journal remains and the next run's ``finish_commits`` completes the commit from the staged files."""
+    folder = staging_dir(target)
+    try:
+        yield folder
+    finally:
+        if not journal_path(unit or target).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def staged_files(folder: str | os.PathLike) -> list[Path]:
+    """What was written into a staging folder (its marker left out), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.name != _MARKER)
 
 
 def _fsync_tree(path: Path) -> None:
