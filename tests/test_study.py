@@ -13,6 +13,7 @@ import os
 import pickle
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,9 +28,22 @@ TINY = ["budget.env_steps=64", "budget.num_envs=4", "budget.horizon=8", "+hrl_tr
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 
 
-def study(*args, cwd, env=None, timeout=600):
-    return subprocess.run(STUDY + list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
+def run(cmd, cwd, env=None, timeout=1800):
+    """A command in its own process group: a sweep's launcher workers and hrl-train processes end
+    with it on a timeout (which only catches hangs: a busy shared machine is slow)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def study(*args, cwd, env=None):
+    return run(STUDY + list(args), cwd, env)
 
 
 def results(sweep: Path) -> dict:
@@ -41,10 +55,8 @@ def peg_sweep(tmp_path_factory):
     """peg_transfer, flat PPO and the LDSE high level with skill matching, on the square peg: the
     matching reads a round-peg dataset collected here by the scripted expert."""
     work = tmp_path_factory.mktemp("peg")
-    collect = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.collect", "task=FrankaPegInHole",
-                              "policy=expert", "num_envs=4", "num_episodes=4", "task.env.episodeLength=40",
-                              "output=datasets/peg_round.hdf5"], cwd=work, capture_output=True, text=True,
-                             timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    collect = run([sys.executable, "-m", "isaacgymenvs_hrl.cli.collect", "task=FrankaPegInHole", "policy=expert",
+                   "num_envs=4", "num_episodes=4", "task.env.episodeLength=40", "output=datasets/peg_round.hdf5"], work)
     assert collect.returncode == 0, collect.stderr[-2000:]
     args = ["run", "peg_transfer", "arm=flat,ldse_match", "setting=square_1mm", "seed=0", "out=sweep", *TINY]
     first = study(*args, *JOBLIB, cwd=work)

@@ -95,7 +95,7 @@ def table(results: list, setting: str) -> list:
     cells = [r for r in results if r["setting"] == setting]
     arms = list(dict.fromkeys(r["arm"] for r in cells))
     lines = ["| arm | seeds | control steps (epochs x k) | control steps/s | wall (s) | eval success, untrained -> "
-             "trained | eval return, trained | training success, last 20% | training return, last 20% |",
+             "trained | eval return, untrained -> trained | training success, last 20% | training return, last 20% |",
              "|---|---|---|---|---|---|---|---|---|"]
     for arm in arms:
         rs = sorted((r for r in cells if r["arm"] == arm), key=lambda r: r["seed"])
@@ -105,6 +105,7 @@ def table(results: list, setting: str) -> list:
             f"| {rs[0]['arm_label']} | {len(rs)} | {b['env_steps']:,} ({b['epochs']} x {b['k']}) | "
             f"{_mean_spread((throughput(r) for r in rs), 0)} | {np.mean([r['wall_s'] for r in rs]):.0f} | {_mean_spread(succ(r, 'untrained') for r in rs)} -> "
             f"{_mean_spread(succ(r, 'trained') for r in rs)} | "
+            f"{_mean_spread(r['eval']['untrained']['return_per_episode'] * r['return_scale'] for r in rs)} -> "
             f"{_mean_spread(r['eval']['trained']['return_per_episode'] * r['return_scale'] for r in rs)} | "
             f"{_mean_spread(_end_of_curve(r, 'success') for r in rs)} | "
             f"{_mean_spread(_end_of_curve(r, 'return', r['return_scale']) for r in rs)} |")
