@@ -41,8 +41,8 @@ def steer(name: str, gain: float, max_speed: float, num_envs: int, steps: int, s
         obs = out["obs"]
         falls += int((done.bool() & ~extras["time_outs"].bool()).sum())
         error = compute_heading_reward(task.engine.qpos, task.engine.qvel, task.target_angle, task.target_speed,
-                                       task.face_angle, task.termination_height, *task.heading_scales,
-                                       task.heading_death)[2][:, 0]       # the task's own heading error
+                                       task.face_angle, task.termination_height, *task.heading_scales.values(),
+                                       task.death_terms)[2][:, 0]       # the task's own heading error
         errors.append(error.mean())
         phase = (task.progress_buf % task.heading_steps).float() / task.heading_steps
         settled.append(error[phase >= 1 - 1 / task.heading_resample_time].mean())

@@ -109,3 +109,65 @@ def test_cli_report_has_the_videos(dataset, tmp_path):
     assert "Rollouts with the skill held fixed" in index and "videos/cluster_1.mp4" in index
     for name in ("cluster_0.mp4", "cluster_1.mp4"):
         assert read_frames(report / "videos" / name).shape[0] == 6
+
+
+# ---- what the task asks, drawn into the frames ---------------------------------------------------
+def _project(model, data, camera, point, width, height):
+    """Pixel (column, row) of a world point in a frame of ``width`` x ``height`` from a model camera
+    (MuJoCo cameras look along their frame's -z, with y up)."""
+    cam = model.camera(camera).id
+    p = data.cam_xmat[cam].reshape(3, 3).T @ (np.asarray(point) - data.cam_xpos[cam])
+    focal = (height / 2) / np.tan(np.radians(model.cam_fovy[cam]) / 2)
+    return width / 2 + focal * p[0] / -p[2], height / 2 - focal * p[1] / -p[2]
+
+
+def _place_location_target(task):
+    task.targets[0] = task.engine.qpos[0, 0:2] + torch.tensor([1.2, 1.5])      # in the track camera's view
+
+
+@pytest.mark.parametrize("name, setup, anchor", [
+    ("HumanoidLocation", _place_location_target, lambda t, m: (*m[0].pos[:2], 0.5)),   # the pole's middle
+    ("HumanoidHeading", lambda t: None, lambda t, m: tuple((np.add(m[0].pos, m[0].to)) / 2)),   # walk arrow
+    ("FrankaStack", lambda t: None, lambda t, m: m[0].pos),                            # the goal box
+])
+def test_frames_show_what_the_task_asks(name, setup, anchor):
+    """The task's markers appear in a real MuJoCo frame where the target projects, and nowhere else;
+    physics and observations are untouched."""
+    import mujoco
+    from isaacgymenvs_hrl.tasks import isaacgym_task_map
+    from isaacgymenvs_hrl.utils.task_config import load_task_config
+    task = isaacgym_task_map[name](load_task_config(name, ["task.env.numEnvs=1"]), "cpu", "cpu", -1, True)
+    task.reset()
+    task.step(task.zero_actions())
+    setup(task)
+    task.compute_observations()
+    obs, qpos, ngeom = task.obs_buf.clone(), task.engine.qpos.clone(), task.engine.model.ngeom
+    width, height = 160, 120
+    try:
+        renderer = mujoco.Renderer(task.engine.model, height, width)
+    except Exception as exc:    # no GL on this machine
+        pytest.skip(f"no offscreen GL: {exc}")
+    data = mujoco.MjData(task.engine.model)
+    data.qpos[:] = task.engine.qpos[0].numpy()
+    mujoco.mj_forward(task.engine.model, data)
+    renderer.update_scene(data, camera="track")
+    plain = renderer.render().astype(int)
+    markers = task.visual_markers(0)
+    assert task.draw_markers(renderer.scene, 0) == len(markers) > 0
+    marked = renderer.render().astype(int)
+    col, row = _project(task.engine.model, data, "track", anchor(task, markers), width, height)
+    renderer.close()
+
+    changed = np.abs(marked - plain).sum(-1) > 30                     # (H, W)
+    rows, cols = np.nonzero(changed)
+    assert len(rows) > 20, "the markers are not in the frame"
+    assert rows.min() - 3 <= row <= rows.max() + 3 and cols.min() - 3 <= col <= cols.max() + 3
+    assert (rows.max() - rows.min()) * (cols.max() - cols.min()) < 0.5 * width * height   # local, not the scene
+    # the renderer behind task.render() draws them too; none of it reached the model, the state or the obs
+    from isaacgymenvs_hrl.utils.render import render_env
+    frame = render_env(task, 0, width, height).astype(int)
+    assert np.abs(frame - marked)[changed].mean() < np.abs(frame - plain)[changed].mean() / 4
+    assert task.engine.model.ngeom == ngeom and torch.equal(task.engine.qpos, qpos)
+    task.compute_observations()
+    assert torch.equal(task.obs_buf, obs)
+    task.close()

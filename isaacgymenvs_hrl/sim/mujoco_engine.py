@@ -117,7 +117,11 @@ class MujocoEngine(Engine):
         # MuJoCo resets an env's data when it diverges (bad qacc), which restarts its clock.
         diverged = self._state[:, self._sl_time] < t_expected - 0.5 * self.model.opt.timestep
         self._refresh(self._sens_out[:, -1])
-        self.unstable = torch.from_numpy(diverged).to(self.device) | ~torch.isfinite(self.qvel).all(-1)
+        if self.device.type == "cpu":       # one numpy pass over the float32 values the tasks read
+            diverged |= ~np.isfinite(self.qvel.numpy()).all(-1)
+            self.unstable = torch.from_numpy(diverged)
+        else:
+            self.unstable = torch.from_numpy(diverged).to(self.device) | ~torch.isfinite(self.qvel).all(-1)
 
     def _rollout_own_data(self, k: int, nsteps: int) -> None:
         """Step the envs of chunk ``k``, each on its own MjData (the rollout releases the GIL)."""
@@ -148,7 +152,7 @@ class MujocoEngine(Engine):
     # ---- derived quantities on demand ---------------------------------------------------
     def forward(self) -> None:
         n, m = self.num_envs, self.model
-        if not hasattr(self, "_xpos64"):
+        if self._forward_pool is None:        # first call: buffers and the pool, kept for later calls
             self._xpos64 = np.empty((n, m.nbody, 3))
             self._xquat64 = np.empty((n, m.nbody, 4))
             self._site_xpos64 = np.empty((n, m.nsite, 3))

@@ -90,8 +90,7 @@ def base_spec() -> mujoco.MjSpec:
 class FrankaBase(VecTask):
     """Panda arm + gripper control and shared bookkeeping; subclasses add objects and the task."""
 
-    # Measured: servo targets that jump every control period (even ~1 cm at the hand) shake a
-    # grasped cube out of the fingers; ramping them over the period holds it.
+    # servo targets ramp over the control period: a jump every period shakes a grasped object loose
     default_ctrl_ramp_chunks = 10
 
     task_family = "franka"
@@ -131,7 +130,8 @@ class FrankaBase(VecTask):
         self.reward_scales = {k: float(scales.get(k, v)) for k, v in self.reward_defaults.items()}
         # paid per step left when success ends an episode: every stage term (all but success) in full
         pay = bool(env.get("payRemainingOnSuccess", True)) and self.reward_type != "sparse"
-        self.payout_per_step_left = sum(list(self.reward_scales.values())[:-1]) if pay else 0.0
+        self.payout_per_step_left = sum(v for k, v in self.reward_scales.items() if k != "success") if pay else 0.0
+        self.success_term = self.reward_terms.index("success")             # column of terms (N, T)
         self.success_hold_steps = int(env.get("successHoldSteps", 2))
         super().__init__(cfg, rl_device, sim_device, graphics_device_id, headless,
                          virtual_screen_capture, force_render, auto_reset)
@@ -210,15 +210,12 @@ class FrankaBase(VecTask):
         ctrl[:, self.grip_act] = grip.to(ctrl)
 
     def record_step(self, success: torch.Tensor, rew: torch.Tensor, terms: torch.Tensor) -> None:
-        """Success streaks, terminations and reward of this step; ``terms`` (N, T) ends with success.
+        """Success streaks, terminations and reward of this step; ``terms`` (N, T) in ``reward_terms`` order.
 
         An episode ended by success is paid, on its last step, every stage term in full for each step
-        left until the time limit: ending early must never earn less than hovering at the last stage
-        (without it, FrankaStack paid 5 a step for the two held steps of a stack, then nothing, against
-        1.1 a step for as long as the cube was held over the target). That holds for the undiscounted
-        return. A learner that bootstraps at time-outs (rl-games' value_bootstrap) values hovering as
-        if it never ended, stage sum / (1 - gamma), so for RL training terminateOnSuccess=False, which
-        makes success an absorbing state that pays more than any other, is the consistent choice."""
+        left until the time limit, so that finishing never earns less (undiscounted) than hovering at
+        the last stage. A learner that bootstraps at time-outs values hovering as if it never ended, so
+        for RL training terminateOnSuccess=False (success absorbing) is the consistent choice."""
         self.success_streak = torch.where(success, self.success_streak + 1, torch.zeros_like(self.success_streak))
         held = self.success_streak >= self.success_hold_steps
         self.episode_success |= held
@@ -227,7 +224,8 @@ class FrankaBase(VecTask):
             left = (self.max_episode_length - self.progress_buf).clamp_min(0).float()
             payout = ends.float() * left * self.payout_per_step_left
             rew = rew + payout
-            terms = torch.cat([terms[:, :-1], terms[:, -1:] + payout[:, None]], dim=-1)
+            terms = terms.clone()
+            terms[:, self.success_term] += payout
         self.rew_buf[:] = rew
         self.episode_sums += terms
         self.reset_buf[:] = ends.long()
@@ -236,8 +234,6 @@ class FrankaBase(VecTask):
     def log_episodes(self, env_ids: torch.Tensor) -> None:
         """Success rates of the episodes that just ended, overall and per variant and group; one host
         read (which rates had episodes) however many variants and groups there are."""
-        if not hasattr(self, "stats_episodes"):
-            return
         ended = self.progress_buf[env_ids] > 0                           # skip the initial reset
         demo = self.demo_start[env_ids]
         won = self.episode_success[env_ids].float()
@@ -264,8 +260,7 @@ class FrankaBase(VecTask):
     def reset_task_state(self, env_ids: torch.Tensor, arm_q: torch.Tensor) -> None:
         """Episode bookkeeping for ``env_ids`` whose arm restarts at joint positions arm_q (n, 7):
         logs the ending episodes (reward terms, success), so call it before drawing the new ones."""
-        if hasattr(self, "episode_sums"):        # not yet during VecTask's first reset
-            self.log_episode_terms(env_ids, self.episode_sums, self.reward_terms)
+        self.log_episode_terms(env_ids, self.episode_sums, self.reward_terms)
         self.log_episodes(env_ids)
         self.action_map.reset(env_ids, arm_q)
         ctrl = self.engine.ctrl                      # servos start on the reset pose, no jump

@@ -27,9 +27,8 @@ into the world frame, with the static load of the hand and fingers removed (a ta
 negated: the wrench the environment exerts on the hand through the held peg. A held peg's weight
 reads -m g in z; pressing the peg down on a surface reads a positive z force.
 
-Simulation: 20 Hz control (sim.dt 0.05 s) with 25 MuJoCo steps of 2 ms, as FrankaStack; peg
-contacts are stiffer than the defaults and the Newton line search gets 50 iterations (see
-PEG_CONTACT and mjcf_path): without them the squeezed peg swings out of the fingers.
+Simulation: as FrankaStack (the task config's ``sim`` block); peg contacts are stiffer than the
+defaults and the Newton line search gets 50 iterations, so that a squeezed peg stays in the fingers.
 
 Observation layout (identical for every shape and start, so a skill transfers between them):
   proprio (22): see franka_base
@@ -67,12 +66,10 @@ HOLE_RGBA = (0.6, 0.6, 0.65, 1)
 WALL_THICKNESS = 0.008        # m, each hole wall
 PLATE_HALF_HEIGHT = 0.005     # m, hole fixture base plate (the hole's floor is its top)
 HOLE_MASS = 3.0               # kg, base plate (heavy: insertion forces do not shift it)
-# Contact parameters. Geom priority makes the peg's parameters rule its contacts with the fingers
-# and the table, and the walls' rule the peg-wall contacts. MuJoCo's soft contacts give way in
-# proportion to force / mass and the peg is light: measured, the fingers' 6 N squeeze sinks 0.24 mm
-# into it with solref 0.01 and 0.04 mm with 0.004 (2 timesteps), small next to a 0.3 mm clearance.
-# Torsional friction 0.02 m (a pad's contact patch) keeps the peg from pivoting about the finger
-# axis when its tip drags on the rim during the search (0.005: it tilts ~1 degree per step there).
+# Contact parameters; geom priority makes the peg's rule its contacts with the fingers and the table,
+# the walls' the peg-wall contacts. Stiff solref: the light peg's soft contacts would give way under
+# the fingers' squeeze by a fair part of the clearance. Torsional friction (a pad's contact patch)
+# keeps the peg from pivoting about the finger axis when its tip drags on the rim.
 PEG_CONTACT = dict(priority=1, condim=4, friction=[1.0, 0.02, 0.0001], solref=[0.004, 1.0],
                    solimp=[0.95, 0.99, 0.001, 0.5, 2.0])
 WALL_CONTACT = dict(priority=2, condim=3, friction=[0.3, 0.005, 0.0001], solref=[0.004, 1.0],
@@ -263,9 +260,7 @@ class FrankaPegInHole(FrankaBase):
     # ---- scene --------------------------------------------------------------------------
     def mjcf_path(self):
         spec = base_spec()
-        # Measured: with panda.xml's 20 line-search iterations the Newton solver stops short on the
-        # stiff finger-peg contacts while the arm accelerates; the squeezed peg then gets kicked and
-        # swings out of the grasp within a second. 50 iterations hold it (tilt under 1.2 degrees).
+        # the stiff finger-peg contacts need more line search than panda.xml's 20 to hold the peg
         spec.option.ls_iterations = max(spec.option.ls_iterations, LS_ITERATIONS)
         r, length = self.peg_radius, self.peg_length
         apothem = r + self.clearance

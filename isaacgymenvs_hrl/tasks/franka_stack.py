@@ -40,6 +40,7 @@ import mujoco
 import numpy as np
 import torch
 
+from .base.markers import BOX, Marker
 from .demo_states import DemoStates
 from .franka_base import (GRIP_MAX, PROPRIO_SIZE, FrankaBase, TaskConfigError, base_spec, parse_choice,
                           prism_vertices, regular_polygon, side_prism_vertices, write_scene)
@@ -307,6 +308,15 @@ class FrankaStack(FrankaBase):
             self.pyramid_side[ids] = self.demo_side[rows]
         self.engine.reset_envs(env_ids, qpos, qvel)
 
+    def visual_markers(self, env_id):
+        """The goal of the current subtask: the picked object's size and colour, see-through, where its
+        centre must go."""
+        pick, target, _, _ = self.plan()
+        hh, hw, _ = self.object_dims()
+        c = int(pick[env_id])
+        h, w = float(hh[env_id, c]), float(hw[env_id, c])
+        return [Marker(BOX, tuple(target[env_id].tolist()), (w, w, h), (*RGBA[COLORS[c]][:3], 0.35))]
+
     def compute_observations(self):
         pose = self.object_qpos()
         hh, hw, _ = self.object_dims()
@@ -410,21 +420,17 @@ def stack_reward(pos: torch.Tensor, hh: torch.Tensor, hw: torch.Tensor, ee_pos: 
     grasped = reached & (opening < obj_hw + 0.004)
     lifted = grasped & (obj[:, 2] > obj_hh + 0.03)
     d_place = torch.norm(obj - target, dim=-1)
-    # placed: resting at the target, centre within 2 cm of it in xy and 1 cm in height (the
-    # stacking success test allows the bottom's half width, 2.5 cm for cubes, and 1 cm)
+    # placed: resting at the target, centre within 2 cm of it in xy and 1 cm in height
     placed = (torch.norm(obj[:, 0:2] - target[:, 0:2], dim=-1) < 0.02) & (torch.abs(obj[:, 2] - target[:, 2]) < 0.01)
-    # a placed object counts as reached, grasped and lifted, so letting go over the target (which
-    # success needs) costs no reward; without this it cost 0.5 of the 1.1 per step of holding it there
+    # a placed object counts as reached, grasped and lifted: letting go over the target costs no reward
     if reward_type == "dense":
-        # two-scale kernels: the wide one keeps a slope at the home pose (~0.45 m away), the narrow
-        # one pays precision (docs/manipulation.md, "Reward design")
+        # two-scale kernels: the wide one keeps a slope at the home pose, the narrow one pays precision
         lift_frac = torch.clamp((obj[:, 2] - obj_hh) / 0.05, 0.0, 1.0)
         reach = 1.0 - 0.5 * (torch.tanh(3.0 * d_reach) + torch.tanh(15.0 * d_reach))
         place = 1.0 - 0.5 * (torch.tanh(3.0 * d_place) + torch.tanh(15.0 * d_place))
         done = placed.float()
-        # release, once placed: half for commanding the fingers open (the command, not the opening,
-        # which an object blocks), half for backing the hand off to release_distance, each capped
-        # (docs/manipulation.md, "Reward design")
+        # release, once placed: half for commanding the fingers open (an object blocks the opening
+        # itself), half for backing the hand off to release_distance, each capped
         release = 0.5 * (grip_command + torch.clamp(d_reach / release_distance, 0.0, 1.0)) * done
         stage = torch.stack([torch.maximum(reach, done), torch.maximum(grasped.float(), done),
                              torch.maximum(lift_frac * grasped.float(), done),

@@ -12,9 +12,13 @@ from .humanoid_locomotion import HumanoidLocomotion
 from ..utils.torch_jit_utils import quat_rotate, world_to_heading, yaw_from_quat
 
 
+REWARD_TERMS = ("progress", "alive", "heading", "up", "actions", "energy", "joints_at_limit", "death")
+
+
 class Humanoid(HumanoidLocomotion):
     default_control = "torque"   # IsaacGymEnvs' Humanoid drives motors; controlType=pd also works
-    reward_terms = ("progress", "alive", "heading", "up", "actions", "energy", "joints_at_limit", "death")
+    reward_terms = REWARD_TERMS
+
     def __init__(self, cfg, *args, **kwargs):
         env = cfg["env"]
         self.heading_weight = float(env.get("headingWeight", 0.5))
@@ -27,6 +31,9 @@ class Humanoid(HumanoidLocomotion):
         self.cmd_low[:] = 0.0
         self.cmd_high[:] = 0.0
         self.standing_prob = 0.0
+        # the terms of a falling step: the death cost alone
+        self.death_terms = torch.tensor([self.death_cost if k == "death" else 0.0 for k in REWARD_TERMS],
+                                        device=self.device)
 
     def post_physics_step(self):
         qpos, qvel = self.engine.qpos, self.engine.qvel
@@ -34,7 +41,7 @@ class Humanoid(HumanoidLocomotion):
         self.rew_buf[:], terms, fallen = compute_forward_reward(
             qpos, qvel, self.actions, dof_frac, self.termination_height, self.heading_weight,
             self.up_weight, self.actions_cost, self.energy_cost, self.joints_at_limit_cost,
-            self.death_cost)
+            self.death_terms)
         self.reset_buf[:] = fallen.long()
         self.episode_sums += terms
 
@@ -43,8 +50,8 @@ class Humanoid(HumanoidLocomotion):
 def compute_forward_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: torch.Tensor,
                            dof_frac: torch.Tensor, termination_height: float, heading_weight: float,
                            up_weight: float, actions_cost: float, energy_cost: float,
-                           joints_at_limit_cost: float, death_cost: float):
-    """Reward, weighted terms (N, 8) in Humanoid.reward_terms order, fall mask. Progress along world
+                           joints_at_limit_cost: float, death_terms: torch.Tensor):
+    """Reward, weighted terms (N, 8) in REWARD_TERMS order, fall mask. Progress along world
     x, alive bonus 2, heading/up bonuses, effort costs; on falling the death cost replaces them all."""
     quat = qpos[:, 3:7]
     forward_w = quat_rotate(quat, torch.zeros_like(qpos[:, 0:3]) + torch.tensor([1.0, 0.0, 0.0], device=qpos.device))
@@ -64,7 +71,5 @@ def compute_forward_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: torc
         -joints_at_limit_cost * at_limit,
         torch.zeros_like(progress),
     ], dim=-1)
-    death = torch.zeros_like(terms)
-    death[:, 7] = death_cost
-    terms = torch.where(fallen[:, None], death, terms)
+    terms = torch.where(fallen[:, None], death_terms, terms)
     return terms.sum(-1), terms, fallen

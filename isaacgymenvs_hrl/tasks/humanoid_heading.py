@@ -19,11 +19,15 @@ import math
 import torch
 
 from ..utils.torch_jit_utils import yaw_from_quat
+from .base.markers import ARROW, Marker
 from .humanoid_locomotion import HumanoidLocomotion, compute_locomotion_observations
+
+REWARD_TERMS = ("direction", "speed", "facing", "alive", "death")
+ERRORS = ("heading_error", "speed_error", "facing_error")     # episode logs, in compute_heading_reward's order
 
 
 class HumanoidHeading(HumanoidLocomotion):
-    reward_terms = ("direction", "speed", "facing", "alive", "death")
+    reward_terms = REWARD_TERMS
     obs_units = {**HumanoidLocomotion.obs_units,
                  "task": "target direction (cos, sin; heading frame), target speed (m/s), target facing "
                          "(cos, sin; heading frame)"}
@@ -34,8 +38,8 @@ class HumanoidHeading(HumanoidLocomotion):
         self.facing_offset = float(env.get("facingOffset", 0.5))
         self.heading_resample_time = float(env.get("headingResampleTime", 4.0))
         rs = env.get("headingRewardScales", {})
-        self.heading_scales = tuple(float(rs.get(k, v)) for k, v in
-                                    (("direction", 0.3), ("speed", 0.5), ("facing", 0.2), ("alive", 0.1)))
+        self.heading_scales = {k: float(rs.get(k, v)) for k, v in
+                               (("direction", 0.3), ("speed", 0.5), ("facing", 0.2), ("alive", 0.1))}
         self.heading_death = float(env.get("deathCost", -2.0))
         super().__init__(cfg, *args, **kwargs)
         n, dev = self.num_envs, self.device
@@ -43,7 +47,10 @@ class HumanoidHeading(HumanoidLocomotion):
         self.target_speed = torch.zeros(n, device=dev)       # m/s
         self.face_angle = torch.zeros(n, device=dev)         # direction to face (world yaw, rad)
         self.heading_steps = max(1, int(round(self.heading_resample_time / self.dt)))
-        self.error_sums = torch.zeros(n, 3, device=dev)      # heading, speed, facing errors per episode
+        self.error_sums = torch.zeros(n, len(ERRORS), device=dev)   # (N, 3) ERRORS summed per episode
+        # the terms of a falling step: the death cost alone
+        self.death_terms = torch.tensor([self.heading_death if k == "death" else 0.0 for k in REWARD_TERMS],
+                                        device=dev)
 
     def obs_layout(self):
         layout = super().obs_layout()
@@ -59,27 +66,35 @@ class HumanoidHeading(HumanoidLocomotion):
         self.face_angle[env_ids] = self.target_angle[env_ids] + offset
 
     def reset_idx(self, env_ids):
-        if hasattr(self, "error_sums"):
-            length = self.progress_buf[env_ids].clamp_min(1).float()[:, None]
-            means = (self.error_sums[env_ids] / length).mean(0)
-            ep = self.extras["episode"]
-            ep["heading_error"], ep["speed_error"], ep["facing_error"] = means[0], means[1], means[2]
-            self.error_sums[env_ids] = 0.0
+        length = self.progress_buf[env_ids].clamp_min(1).float()[:, None]
+        means = (self.error_sums[env_ids] / length).mean(0)
+        self.extras["episode"].update(zip(ERRORS, means.unbind(0)))
+        self.error_sums[env_ids] = 0.0
         super().reset_idx(env_ids)
-        if hasattr(self, "target_angle"):
-            self._new_targets(env_ids)
+        self._new_targets(env_ids)
 
     def post_physics_step(self):
         qpos, qvel = self.engine.qpos, self.engine.qvel
+        s = self.heading_scales
         self.rew_buf[:], terms, errors, fallen = compute_heading_reward(
             qpos, qvel, self.target_angle, self.target_speed, self.face_angle, self.termination_height,
-            self.heading_scales[0], self.heading_scales[1], self.heading_scales[2], self.heading_scales[3],
-            self.heading_death)
+            s["direction"], s["speed"], s["facing"], s["alive"], self.death_terms)
         self.reset_buf[:] = fallen.long()
         self.episode_sums += terms
         self.error_sums += errors
         resample = ((self.progress_buf % self.heading_steps) == 0) & ~fallen
         self._new_targets(resample.nonzero().squeeze(-1))
+
+    def visual_markers(self, env_id):
+        """Arrows on the floor from under the torso: the target direction (green, 0.5 m + 1 s at the
+        target speed long) and the target facing (blue, 0.5 m)."""
+        x, y = self.engine.qpos[env_id, 0:2].tolist()
+        angle, speed, face = (float(t[env_id]) for t in (self.target_angle, self.target_speed, self.face_angle))
+        walk = 0.5 + speed
+        return [Marker(ARROW, (x, y, 0.05), (0.03,), (0.1, 0.8, 0.1, 1.0),
+                       to=(x + walk * math.cos(angle), y + walk * math.sin(angle), 0.05)),
+                Marker(ARROW, (x, y, 0.08), (0.02,), (0.1, 0.3, 0.9, 1.0),
+                       to=(x + 0.5 * math.cos(face), y + 0.5 * math.sin(face), 0.08))]
 
     def compute_observations(self):
         qpos = self.engine.qpos
@@ -95,8 +110,8 @@ class HumanoidHeading(HumanoidLocomotion):
 def compute_heading_reward(qpos: torch.Tensor, qvel: torch.Tensor, target_angle: torch.Tensor,
                            target_speed: torch.Tensor, face_angle: torch.Tensor, termination_height: float,
                            w_direction: float, w_speed: float, w_facing: float, w_alive: float,
-                           death_cost: float):
-    """Reward, weighted terms (N, 5) in HumanoidHeading.reward_terms order, errors (N, 3: heading
+                           death_terms: torch.Tensor):
+    """Reward, weighted terms (N, 5) in REWARD_TERMS order, errors (N, 3) in ERRORS order (heading
     error rad, speed error m/s, facing error rad) and the fall mask."""
     direction = torch.stack([torch.cos(target_angle), torch.sin(target_angle)], dim=-1)     # (N, 2)
     vel = qvel[:, 0:2]                                                                        # world xy
@@ -110,9 +125,7 @@ def compute_heading_reward(qpos: torch.Tensor, qvel: torch.Tensor, target_angle:
                          w_facing * cos_face.clamp_min(0.0),
                          torch.full_like(along, w_alive),
                          torch.zeros_like(along)], dim=-1)
-    death = torch.zeros_like(terms)
-    death[:, 4] = death_cost
-    terms = torch.where(fallen[:, None], death, terms)
+    terms = torch.where(fallen[:, None], death_terms, terms)
     errors = torch.stack([torch.acos(cos_dir.clamp(-1.0, 1.0)), torch.abs(along - target_speed),
                           torch.acos(cos_face.clamp(-1.0, 1.0))], dim=-1)
     return terms.sum(-1), terms, errors, fallen

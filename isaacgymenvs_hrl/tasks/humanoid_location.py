@@ -10,11 +10,14 @@ from __future__ import annotations
 import torch
 
 from ..utils.torch_jit_utils import world_to_heading, yaw_from_quat
+from .base.markers import CYLINDER, SPHERE, Marker
 from .humanoid_locomotion import HumanoidLocomotion, compute_locomotion_observations
+
+REWARD_TERMS = ("progress", "near", "alive", "reach", "death")
 
 
 class HumanoidLocation(HumanoidLocomotion):
-    reward_terms = ("progress", "near", "alive", "reach", "death")
+    reward_terms = REWARD_TERMS
     obs_units = {**HumanoidLocomotion.obs_units,
                  "task": "target offset x, y (m, heading frame, clipped to 5 m) and its distance (m)"}
 
@@ -23,14 +26,17 @@ class HumanoidLocation(HumanoidLocomotion):
         self.target_distance = tuple(env.get("targetDistance", [2.0, 5.0]))
         self.success_radius = float(env.get("successRadius", 0.5))
         rs = env.get("locationRewardScales", {})
-        self.loc_scales = (float(rs.get("progress", 1.0)), float(rs.get("near", 0.5)),
-                           float(rs.get("alive", 0.2)), float(rs.get("reach", 5.0)),
-                           float(env.get("deathCost", -2.0)))
+        self.loc_scales = {k: float(rs.get(k, v)) for k, v in
+                           (("progress", 1.0), ("near", 0.5), ("alive", 0.2), ("reach", 5.0))}
+        self.loc_scales["death"] = float(env.get("deathCost", -2.0))
         super().__init__(cfg, *args, **kwargs)
         n = self.num_envs
         self.targets = torch.zeros(n, 2, device=self.device)         # (N, 2) world xy
         self.prev_dist = torch.zeros(n, device=self.device)
         self.reached = torch.zeros(n, device=self.device)             # targets reached this episode
+        # the terms of a falling step: the death cost alone
+        self.death_terms = torch.tensor([self.loc_scales["death"] if k == "death" else 0.0 for k in REWARD_TERMS],
+                                        device=self.device)
 
     def _new_targets(self, env_ids):
         n = len(env_ids)
@@ -41,18 +47,17 @@ class HumanoidLocation(HumanoidLocomotion):
         self.prev_dist[env_ids] = r
 
     def reset_idx(self, env_ids):
-        if hasattr(self, "reached"):
-            self.extras["episode"]["targets_reached"] = self.reached[env_ids].mean()
-            self.reached[env_ids] = 0.0
+        self.extras["episode"]["targets_reached"] = self.reached[env_ids].mean()
+        self.reached[env_ids] = 0.0
         super().reset_idx(env_ids)
-        if hasattr(self, "targets"):
-            self._new_targets(env_ids)
+        self._new_targets(env_ids)
 
     def post_physics_step(self):
         qpos = self.engine.qpos
+        s = self.loc_scales
         self.rew_buf[:], terms, dist, fallen = compute_location_reward(
             qpos, self.targets, self.prev_dist, self.dt, self.termination_height, self.success_radius,
-            self.loc_scales[0], self.loc_scales[1], self.loc_scales[2], self.loc_scales[3], self.loc_scales[4])
+            s["progress"], s["near"], s["alive"], s["reach"], self.death_terms)
         self.reset_buf[:] = fallen.long()
         self.episode_sums += terms
         self.prev_dist[:] = dist
@@ -61,6 +66,14 @@ class HumanoidLocation(HumanoidLocomotion):
         ids = hit.nonzero().squeeze(-1)
         if len(ids):
             self._new_targets(ids)
+
+    def visual_markers(self, env_id):
+        """The target: a disc of the success radius on the floor under a pole with a ball on top."""
+        x, y = self.targets[env_id].tolist()
+        green = (0.1, 0.8, 0.1)
+        return [Marker(CYLINDER, (x, y, 0.005), (self.success_radius, 0.005), (*green, 0.5)),
+                Marker(CYLINDER, (x, y, 0.5), (0.02, 0.5), (*green, 1.0)),
+                Marker(SPHERE, (x, y, 1.0), (0.08,), (*green, 1.0))]
 
     def compute_observations(self):
         qpos = self.engine.qpos
@@ -75,14 +88,12 @@ class HumanoidLocation(HumanoidLocomotion):
 @torch.jit.script
 def compute_location_reward(qpos: torch.Tensor, targets: torch.Tensor, prev_dist: torch.Tensor, dt: float,
                             termination_height: float, success_radius: float, w_progress: float,
-                            w_near: float, w_alive: float, w_reach: float, death_cost: float):
-    """Reward, weighted terms (N, 5) in HumanoidLocation.reward_terms order, distance, fall mask."""
+                            w_near: float, w_alive: float, w_reach: float, death_terms: torch.Tensor):
+    """Reward, weighted terms (N, 5) in REWARD_TERMS order, distance, fall mask."""
     dist = torch.norm(targets - qpos[:, 0:2], dim=-1)
     speed_to_target = torch.clamp((prev_dist - dist) / dt, -1.0, 1.5)
     fallen = qpos[:, 2] < termination_height
     terms = torch.stack([w_progress * speed_to_target, w_near * torch.exp(-dist), torch.full_like(dist, w_alive),
                          w_reach * (dist < success_radius).float(), torch.zeros_like(dist)], dim=-1)
-    death = torch.zeros_like(terms)
-    death[:, 4] = death_cost
-    terms = torch.where(fallen[:, None], death, terms)
+    terms = torch.where(fallen[:, None], death_terms, terms)
     return terms.sum(-1), terms, dist, fallen

@@ -86,11 +86,14 @@ class HumanoidLocomotion(VecTask):
         self.default_qpos = q0.to(dev)                                   # (nq,)
         self.dof_low = torch.tensor(m.jnt_range[1:, 0], dtype=torch.float32, device=dev)
         self.dof_high = torch.tensor(m.jnt_range[1:, 1], dtype=torch.float32, device=dev)
-        # actuator i drives qpos[7 + act_qpos[i]]
+        # actuator i drives qpos[7 + act_dof[i]]; in the shipped MJCF actuator i drives joint i
         self.act_dof = torch.tensor(m.jnt_qposadr[m.actuator_trnid[:, 0]] - 7, device=dev)
+        self.act_in_dof_order = bool(torch.equal(self.act_dof.cpu(), torch.arange(self.num_dof)))
         self.kp = torch.tensor(m.actuator_gainprm[:, 0], dtype=torch.float32, device=dev)
         self.kv = torch.tensor(-m.actuator_biasprm[:, 2], dtype=torch.float32, device=dev)
         self.torque_limit = torch.tensor(self.motor_gear, dtype=torch.float32, device=dev)
+        self.neg_torque_limit = -self.torque_limit
+        self.up_w = torch.tensor([0.0, 0.0, 1.0], device=dev).repeat(n, 1)     # (N, 3) world up
         self.commands = torch.zeros(n, 3, device=dev)                    # (N, 3) vx, vy, yaw rate
         self.cmd_low, self.cmd_high = self.cmd_low.to(dev), self.cmd_high.to(dev)
         self.resample_steps = max(1, int(round(self.resample_time / self.dt)))
@@ -188,16 +191,20 @@ class HumanoidLocomotion(VecTask):
         ctrl = self.engine.ctrl
         if self.control_mode != "pd":
             return ctrl * self.torque_limit
-        q, qd = self.engine.qpos[:, 7:][:, self.act_dof], self.engine.qvel[:, 6:][:, self.act_dof]
+        q, qd = self.actuated(self.engine.qpos[:, 7:]), self.actuated(self.engine.qvel[:, 6:])
         tau = self.kp * (ctrl - q) - self.kv * qd
-        return torch.maximum(torch.minimum(tau, self.torque_limit), -self.torque_limit)
+        return torch.maximum(torch.minimum(tau, self.torque_limit), self.neg_torque_limit)
+
+    def actuated(self, dof_values: torch.Tensor) -> torch.Tensor:
+        """Per-joint values (N, num_dof) in actuator order (N, nu)."""
+        return dof_values if self.act_in_dof_order else dof_values[:, self.act_dof]
 
     def post_physics_step(self):
         qpos, qvel = self.engine.qpos, self.engine.qvel
         resample = (self.progress_buf % self.resample_steps) == 0
         rew, terms, fallen = compute_locomotion_reward(
-            qpos, qvel, self.actions, self.joint_torques(), self.act_dof, self.commands,
-            self.termination_height, self.reward_scale_vec)
+            qpos, qvel, self.actions, self.joint_torques(), self.actuated(qvel[:, 6:]), self.commands,
+            self.termination_height, self.reward_scale_vec, self.up_w)
         self.rew_buf[:] = rew
         self.reset_buf[:] = fallen.long()
         self.episode_sums += terms
@@ -221,8 +228,6 @@ class HumanoidLocomotion(VecTask):
 
     def _log_episodes(self, env_ids):
         """Per-step mean of each reward term over the episodes that just ended."""
-        if not hasattr(self, "episode_sums"):
-            return
         length = self.log_episode_terms(env_ids, self.episode_sums, self.reward_terms)
         self.extras["episode"]["episode_length"] = length.mean()
 
@@ -262,13 +267,14 @@ def achieved_velocity(qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
 
 @torch.jit.script
 def compute_locomotion_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: torch.Tensor,
-                              torques: torch.Tensor, act_dof: torch.Tensor, commands: torch.Tensor,
-                              termination_height: float, scales: torch.Tensor):
-    """Reward, per-term weighted values (N, terms) in REWARD_TERMS order, and the fall mask."""
+                              torques: torch.Tensor, act_vel: torch.Tensor, commands: torch.Tensor,
+                              termination_height: float, scales: torch.Tensor, up_w: torch.Tensor):
+    """Reward, per-term weighted values (N, terms) in REWARD_TERMS order, and the fall mask.
+    ``act_vel`` (N, nu): velocities of the actuated joints; ``up_w`` (N, 3): world z."""
     quat = qpos[:, 3:7]
     achieved = achieved_velocity(qpos, qvel)
     lin_vel_h, yaw_rate_w = achieved[:, 0:2], achieved[:, 2]
-    up = quat_rotate(quat, torch.zeros_like(qpos[:, 0:3]) + torch.tensor([0.0, 0.0, 1.0], device=qpos.device))[:, 2]
+    up = quat_rotate(quat, up_w)[:, 2]
     fallen = qpos[:, 2] < termination_height
     lin_err = torch.sum((lin_vel_h - commands[:, 0:2]) ** 2, dim=-1)
     yaw_err = (yaw_rate_w - commands[:, 2]) ** 2
@@ -284,7 +290,7 @@ def compute_locomotion_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: t
         torch.ones_like(lin_err),
         up,
         torch.sum(actions ** 2, dim=-1),
-        0.001 * torch.sum(torch.abs(torques * qvel[:, 6:][:, act_dof]), dim=-1),   # kW
+        0.001 * torch.sum(torch.abs(torques * act_vel), dim=-1),                    # kW
         fallen.float(),
     ], dim=-1) * scales
     return terms.sum(-1), terms, fallen

@@ -28,6 +28,7 @@ def render_env(task, env_id: int = 0, width: int = 480, height: int = 360) -> np
     mujoco.mj_forward(model, data)
     camera = "track" if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "track") >= 0 else -1
     renderer.update_scene(data, camera=camera)
+    task.draw_markers(renderer.scene, env_id)
     return renderer.render()
 
 
@@ -59,6 +60,7 @@ class FastRenderer:
         self.renderer.update_scene(data, camera=self.camera)
         for flag in (mj.mjtRndFlag.mjRND_SHADOW, mj.mjtRndFlag.mjRND_REFLECTION, mj.mjtRndFlag.mjRND_SKYBOX):
             self.renderer.scene.flags[flag] = 0
+        self.task.draw_markers(self.renderer.scene, env_id)
         return self.renderer.render()
 
     def close(self) -> None:

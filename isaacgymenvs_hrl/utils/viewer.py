@@ -40,6 +40,8 @@ class PassiveViewer:
             self._data.qpos[:] = engine.qpos[self.env_id].detach().cpu().numpy()
             self._data.qvel[:] = engine.qvel[self.env_id].detach().cpu().numpy()
             self._mujoco.mj_forward(self._model, self._data)
+            self._handle.user_scn.ngeom = 0               # the task's markers, redrawn every sync
+            self._task.draw_markers(self._handle.user_scn, self.env_id)
         self._handle.sync()
 
     def close(self) -> None:

@@ -34,6 +34,7 @@ from ...utils import spaces
 
 from ...errors import UserError
 from ...sim import Engine, SimError, SimParams, create_engine
+from .markers import draw_markers
 from .spec import TaskSpec, view_ranges
 
 
@@ -69,10 +70,17 @@ def _get(cfg: dict, path: str, default=None, required: bool = False):
 
 def _checked_reset_idx(fn):
     """A task's ``reset_idx`` behind the env-id check: ``reset_idx(-1)`` would otherwise reset the
-    last env, and a float id would be truncated."""
+    last env, and a float id would be truncated. Ids are checked once per outside call: not again
+    in a subclass's ``super().reset_idx``, nor for the ids the base class itself hands in."""
     @functools.wraps(fn)
     def reset_idx(self, env_ids):
-        return fn(self, self.check_env_ids(env_ids))
+        if self._ids_checked:
+            return fn(self, env_ids)
+        self._ids_checked = True
+        try:
+            return fn(self, self.check_env_ids(env_ids))
+        finally:
+            self._ids_checked = False
     reset_idx.checked = True
     return reset_idx
 
@@ -87,6 +95,7 @@ class VecTask(abc.ABC):
             cls.reset_idx = _checked_reset_idx(fn)
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+    _ids_checked = False             # inside a reset_idx whose env ids were checked (see above)
     default_ctrl_ramp_chunks = 1     # env.ctrlRampChunks: see _simulate
 
     # ---- the task's declaration (TaskSpec) ------------------------------------------------
@@ -290,8 +299,8 @@ class VecTask(abc.ABC):
         if actions.shape != (self.num_envs, self.num_actions):
             raise TaskConfigError(f"actions must have shape ({self.num_envs}, {self.num_actions}), "
                                   f"got {tuple(actions.shape)}")
-        bad_action = ~torch.isfinite(actions).all(-1)                   # (N,)
-        actions = torch.where(bad_action[:, None], torch.zeros_like(actions), actions)
+        bad_action = (actions - actions).ne(0.0).any(-1)                # (N,) x - x is NaN for NaN and +-inf
+        actions = actions.masked_fill(bad_action[:, None], 0.0)
         if self.latency is not None:
             actions = self.latency.delay_actions(actions)
         if self.randomizer is not None:
@@ -349,7 +358,11 @@ class VecTask(abc.ABC):
             self.randomizer.on_reset(env_ids)
         if self.latency is not None:
             self.latency.reset(env_ids)
-        self.reset_idx(env_ids)
+        self._ids_checked = True          # from reset() (checked) or from reset_buf (valid by construction)
+        try:
+            self.reset_idx(env_ids)
+        finally:
+            self._ids_checked = False
 
     def _observe(self, env_ids: torch.Tensor | None = None) -> None:
         """Observations and states from the current state; noise and clipping applied once, to the
@@ -405,8 +418,8 @@ class VecTask(abc.ABC):
         length = self.progress_buf[env_ids].clamp_min(1).float()[:, None]
         means = (sums[env_ids] / length).mean(0)
         episode = self.extras.setdefault("episode", {})
-        for i, k in enumerate(names):
-            episode[f"rew_{k}"] = means[i]
+        for k, mean in zip(names, means.unbind(0)):
+            episode[f"rew_{k}"] = mean
         sums[env_ids] = 0.0
         return length
 
@@ -427,6 +440,16 @@ class VecTask(abc.ABC):
         self._check_open()
         from ...utils.render import render_env
         return render_env(self, env_id)
+
+    def visual_markers(self, env_id: int) -> list:
+        """What the task asks of ``env_id`` (a target, a heading), as ``markers.Marker``s in world
+        coordinates for rendered frames; default none."""
+        return []
+
+    def draw_markers(self, scene, env_id: int = 0) -> int:
+        """Add ``env_id``'s visual markers to an updated ``mujoco.MjvScene`` (renderers, the viewer);
+        the model, physics and observations never see them."""
+        return draw_markers(scene, self.visual_markers(env_id))
 
     def set_train_info(self, env_frames, *args, **kwargs):
         pass
