@@ -59,6 +59,18 @@ def sweep_command(study: str, results: list) -> str:
     return "hrl-study run " + " ".join([study, *map(_quote, parts)])
 
 
+def grids(cells: list) -> list:
+    """The cells of one setting split into rectangular arm x seed grids (arms that ran the same
+    seeds together), so that each grid's ``hrl-study run`` line runs exactly those cells."""
+    seeds = defaultdict(set)
+    for r in cells:
+        seeds[r["arm"]].add(r["seed"])
+    groups = defaultdict(list)
+    for arm, s in seeds.items():
+        groups[tuple(sorted(s))].append(arm)
+    return [[r for r in cells if r["arm"] in arms] for arms in groups.values()]
+
+
 def _natural(v: str):
     return (0, int(v), "") if v.lstrip("-").isdigit() else (1, 0, v)
 
@@ -169,11 +181,13 @@ def write_report(sweeps, out: str | os.PathLike, img: str | os.PathLike | None =
     img = Path(img) if img else out.with_name(out.stem + "_img")
     img.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", "",
-             "Written by `" + (command or "hrl-study report") + "` from the raw results (`result.json` beside "
-             "each run's TensorBoard log). Eval: hrl-train's end-of-run deterministic rollout, every env from a "
+             "Written by `hrl-study report` from the raw results (`result.json` beside each run's TensorBoard "
+             "log). Eval: hrl-train's end-of-run deterministic rollout, every env from a "
              "reset for one episode length (success per ended episode). Training curves: `Episode/success` and "
              "rl-games' `rewards/iter`; a high level's returns (llc.reward=mean) are multiplied by its k to "
              "read on the control-step scale of a flat run. ± is the standard deviation over seeds.", ""]
+    lines += ["Regenerate this file (from the folder the sweeps ran in):", "", "```",
+              command or f"hrl-study report {' '.join(map(str, sweeps))} --out {out}", "```", ""]
     if notes:
         if not Path(notes).is_file():
             raise UserError(f"--notes {notes}: no such file (a markdown file placed after the title)")
@@ -181,15 +195,16 @@ def write_report(sweeps, out: str | os.PathLike, img: str | os.PathLike | None =
     for study in dict.fromkeys(r["study"] for r in results):
         rs = [r for r in results if r["study"] == study]
         hosts = sorted({f"{r['host']} ({r['cpus']} CPUs)" for r in rs})
-        lines += [f"## {study}", "", "Regenerate:", "", "```", sweep_command(study, rs),
-                  f"hrl-study report {' '.join(map(str, sweeps))} --out {out}", "```", "",
+        lines += [f"## {study}", "",
                   f"Cells: {len(rs)}; ran on {', '.join(hosts)}; first {min(r['created'] for r in rs)}, "
                   f"last {max(r['created'] for r in rs)}.", ""]
         for setting in dict.fromkeys(r["setting"] for r in rs):
             png = img / f"{study}_{setting}.png"
             plot(rs, setting, png)
-            label = next(r["setting_label"] for r in rs if r["setting"] == setting)
-            lines += [f"### {label}", "", *table(rs, setting), "",
-                      f"![{study} {setting}]({os.path.relpath(png, out.parent)})", ""]
+            cells = [r for r in rs if r["setting"] == setting]
+            label = cells[0]["setting_label"]
+            lines += [f"### {label}", "", "Regenerate (then the report command above):", "", "```",
+                      *[sweep_command(study, group) for group in grids(cells)], "```", "",
+                      *table(rs, setting), "", f"![{study} {setting}]({os.path.relpath(png, out.parent)})", ""]
     write_text(out, "\n".join(lines))
     return out
