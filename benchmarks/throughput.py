@@ -8,9 +8,11 @@ Three measurements (see benchmarks/README.md for how to read them):
 2. ``raw[mujoco]``: ``mujoco.rollout.Rollout`` stepping the same MJCF with the same N, threads,
    timestep and substeps, the same kind of random controls, preallocated outputs and
    ``skip_checks=True``; each call continues from the last call's state. Three variants:
-     - no resets: humanoids fall and lie on the floor (more contacts than the task ever sees);
+     - no resets: humanoids fall and lie on the floor; lying still is cheaper to simulate than the
+       task's standing and falling humanoids, so this is the fastest row (docs/results/throughput.md);
      - resets at task rate: every control step a random subset of envs, drawn at the reset rate
-       measured on the task, restarts from one of the task's own initial states;
+       measured on the task, restarts from one of the task's own initial states (about half of
+       them lie on the floor meanwhile, which the task never simulates);
      - reset on fall: envs whose torso is below the task's termination height restart, i.e. the
        task's own termination rule, so the raw state distribution matches the task's.
    The headline ratio is task / raw(resets at task rate). "reset on fall" runs only for tasks with
