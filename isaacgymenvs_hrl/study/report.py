@@ -126,8 +126,8 @@ def table(results: list, setting: str) -> list:
 
 def plot(results: list, setting: str, png: Path) -> None:
     """Success and return against control steps and against wall clock: per arm the mean over its
-    seeds (each seed's curve interpolated onto a shared grid up to the shortest seed) and the
-    band of one standard deviation; one seed draws its curve alone."""
+    seeds (each seed's curve interpolated onto a shared grid, within its own range) and the band of
+    one standard deviation where two or more seeds overlap; one seed draws its curve alone."""
     import io
 
     import matplotlib
@@ -145,17 +145,20 @@ def plot(results: list, setting: str, png: Path) -> None:
                           for r in rs if r["curve"].get(name, {}).get("value")]
                 if not curves:
                     continue
-                end = min(x[-1] for x, _ in curves)
-                start = max(x[0] for x, _ in curves)
+                start, end = min(x[0] for x, _ in curves), max(x[-1] for x, _ in curves)
                 grid = np.linspace(start, end, CURVE_POINTS) if end > start else np.array([start])
-                ys = np.stack([np.interp(grid, x, y) for x, y in curves])
+                # each seed inside its own range only (seeds that ran on a busier machine end later)
+                ys = np.stack([np.interp(grid, x, y, left=np.nan, right=np.nan) for x, y in curves])
+                n = np.isfinite(ys).sum(0)
+                filled = np.where(n > 0, ys, 0.0)                     # no warning for an empty column
+                mean = np.where(n > 0, np.nanmean(filled, 0), np.nan)   # a gap between seeds stays a gap
+                std = np.where(n > 0, np.nanstd(filled, 0), np.nan)
                 scale = 1e3 if x_key == "env_steps" else 60.0
                 ax = axes[row, col]
-                ax.plot(grid / scale, ys.mean(0), color=f"C{i}", lw=1.5,
+                ax.plot(grid / scale, mean, color=f"C{i}", lw=1.5,
                         label=f"{rs[0]['arm_label']} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
                 if len(curves) > 1:
-                    ax.fill_between(grid / scale, ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0),
-                                    color=f"C{i}", alpha=0.2, lw=0)
+                    ax.fill_between(grid / scale, mean - std, mean + std, where=n > 1, color=f"C{i}", alpha=0.2, lw=0)
     for row, name in enumerate(("training success (ended episodes)", "training return (control-step scale)")):
         for col, x_label in enumerate(("control steps (thousands)", "wall clock (minutes, env building included)")):
             axes[row, col].set_xlabel(x_label)
