@@ -57,7 +57,7 @@ def conditions(task: str, hl_iters: int, k: int = 5, max_time: float | None = No
 
 def plot_curves(work: Path, runs: list, png: Path, window: int = 10) -> None:
     """Training success (Episode/success, the epoch's ended episodes) against control steps and
-    against wall clock, every run of every condition, a moving mean over ``window`` epochs."""
+    against wall clock, every run of every condition, a trailing mean over ``window`` epochs."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -77,9 +77,12 @@ def plot_curves(work: Path, runs: list, png: Path, window: int = 10) -> None:
         conf, env = cfg["train"]["params"]["config"], cfg["task"]["env"]
         k = int(env["llc"]["steps"] or 5) if env.get("llc", {}).get("checkpoint") else 1
         per_epoch = int(env["numEnvs"]) * int(conf["horizon_length"]) * k
-        epochs = np.array([p[0] for p in points], dtype=float)
-        wall = np.array([p[1] for p in points]) - points[0][1]
-        value = np.convolve([p[2] for p in points], np.ones(window) / window, mode="same")
+        # a trailing mean: each point averages the window of epochs that ends there (no zero padding
+        # pulling the ends down)
+        w = min(window, len(points))
+        value = np.convolve([p[2] for p in points], np.ones(w) / w, mode="valid")
+        epochs = np.array([p[0] for p in points], dtype=float)[w - 1:]
+        wall = (np.array([p[1] for p in points]) - points[0][1])[w - 1:]
         color = colors.setdefault(name, f"C{len(colors)}")
         label = name if seed == runs[0][2] else None
         axes[0].plot(epochs * per_epoch / 1e6, value, color=color, label=label, lw=1)
@@ -125,8 +128,15 @@ def run(work: Path, name: str, args: list, seed: int, log, one_thread: bool = Fa
     return result
 
 
-def table(results: list) -> str:
+def columns(results: list) -> list:
+    """The columns the results have; no falls where episodes end by success (FrankaStack: the
+    evaluator counts every early end as a fall)."""
     cols = [c for c in COLUMNS if any(c in r["trained"] for r in results)]
+    return [c for c in cols if not (c == "falls_per_episode" and "success_per_episode" in cols)]
+
+
+def table(results: list) -> str:
+    cols = columns(results)
     head = "| condition | seed | wall (s) | epochs | " + " | ".join(c.replace("_per_episode", "") for c in cols) + " |"
     lines = [head, "|" + "---|" * (4 + len(cols))]
     for r in results:
@@ -138,7 +148,7 @@ def table(results: list) -> str:
 
 def across_seeds(results: list) -> str:
     """Trained numbers per condition over its seeds: mean +- standard deviation (n = seeds)."""
-    cols = [c for c in COLUMNS if any(c in r["trained"] for r in results)]
+    cols = columns(results)
     names = list(dict.fromkeys(r["name"] for r in results))
     lines = ["| condition | seeds | wall (s) | " + " | ".join(c.replace("_per_episode", "") for c in cols) + " |",
              "|" + "---|" * (3 + len(cols))]
