@@ -20,6 +20,11 @@ LLCS = sorted(n for n, e in ENTRIES.items() if e["kind"] == "llc")
 TASK_OF_FAMILY = {"humanoid": "HumanoidLocation", "franka": "FrankaStack"}
 
 
+def task_of(name: str, entry: dict) -> str:
+    """The task an LLC was learned on: the peg skills read FrankaPegInHole's force-torque slice."""
+    return "FrankaPegInHole" if name.startswith("franka/peg_") else TASK_OF_FAMILY[entry["robot_family"]]
+
+
 def test_the_library_ships_humanoid_and_franka_skills():
     assert {"humanoid/walk_bc", "humanoid/walk_npmp", "humanoid/walk_ldse", "humanoid/teacher"} <= set(ENTRIES)
     assert {f"franka/stack_{a}" for a in ("bc", "helms", "ldse", "mrs", "npmp")} <= set(ENTRIES)
@@ -56,7 +61,7 @@ def test_every_llc_steps_its_task_in_each_mode(name):
     llc = load_llc(name)                                        # by name, verified
     entry = ENTRIES[name]
     assert llc.spec["task_family"] == entry["robot_family"] and list(llc.modes) == entry["modes"]
-    cfg = load_task_config(TASK_OF_FAMILY[entry["robot_family"]])
+    cfg = load_task_config(task_of(name, entry))
     cfg["env"]["numEnvs"] = 2
     from isaacgymenvs_hrl.tasks import isaacgym_task_map
     task = isaacgym_task_map[cfg["name"]](cfg, "cpu", "cpu", -1, True, auto_reset=False)
