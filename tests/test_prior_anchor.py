@@ -20,7 +20,7 @@ from isaacgymenvs_hrl.hrl import LatentSkillEnv, load_llc
 from isaacgymenvs_hrl.learning.checkpoints import load_checkpoint
 from isaacgymenvs_hrl.learning.evaluation import latest_checkpoint
 from isaacgymenvs_hrl.learning.runs import build_network
-from isaacgymenvs_hrl.learning.prior_agent import EliteReplay, categorical_kl, register
+from isaacgymenvs_hrl.learning.prior_agent import EliteReplay, anchor_to_prior, categorical_kl, gaussian_kl, register
 from isaacgymenvs_hrl.tasks import isaacgym_task_map
 from isaacgymenvs_hrl.utils.config import to_dict
 from isaacgymenvs_hrl.utils.task_config import compose_config, load_task_config
@@ -62,6 +62,60 @@ def test_the_untrained_high_level_is_the_skill_prior_on_real_observations():
     assert kl.max() < 1e-6, kl.max()
     # a high level that ignored the prior would be far from it: the check can fail
     assert categorical_kl(torch.zeros_like(logits), obs[:, -k:]).mean() > 0.05
+
+
+def test_the_untrained_continuous_high_level_is_the_latent_prior_on_real_observations():
+    env = stack_env(8, mode="continuous")
+    d, prior_std = env.llc.latent_dim, env.hl_action_info["prior"]["std"]
+    assert prior_std == 0.5                            # 1 / task.env.llc.prior_scale (2)
+    params = to_dict(compose_config(["task=FrankaStackHRL", "task.env.llc.mode=continuous",
+                                     "train=HRLPriorContinuousPPO"]).train)["params"]
+    model = build_network(params, env.num_obs, d)
+    anchor_to_prior(model, prior_std)
+    gen = torch.Generator().manual_seed(0)
+    obs = [env.reset()["obs"]]
+    for _ in range(6):
+        obs.append(env.step(torch.randn(env.num_envs, d, generator=gen).clamp(-1, 1))[0]["obs"].clone())
+    obs = torch.cat(obs)
+    model.train()
+    for _ in range(3):                                 # the input normalizer moves as in training
+        model({"is_train": False, "obs": obs * 3.0 + 1.0, "prev_actions": None, "rnn_states": None})
+    model.eval()
+    with torch.no_grad():
+        out = model({"is_train": True, "obs": obs, "prev_actions": torch.zeros(len(obs), d), "rnn_states": None})
+    kl = gaussian_kl(out["mus"], out["sigmas"], prior_std)
+    assert kl.max() < 1e-6, kl.max()
+    assert torch.allclose(-out["entropy"], kl)         # the KL takes the entropy's slot in the loss
+    # a fresh rl-games policy (std exp(0), mean from a random layer) is far from the prior: the check can fail
+    fresh = build_network(params, env.num_obs, d)
+    with torch.no_grad():
+        out = fresh({"is_train": True, "obs": obs, "prev_actions": torch.zeros(len(obs), d), "rnn_states": None})
+    assert gaussian_kl(out["mus"], out["sigmas"], prior_std).mean() > 0.05
+
+
+def test_the_prior_mean_runs_the_prior_skill_as_the_discrete_high_level_does():
+    """The shift a = 0 (the untrained policy's mean) runs the skill prior's choice with its mid-level
+    mean: the same control steps as a discrete high level that takes the prior's most likely skill."""
+    def rollout(mode, act, decisions=8):
+        env = stack_env(4, mode=mode)                  # seeds torch: the same starts and noise
+        k = env.llc.num_skills
+        obs, skills, states, rewards = env.reset()["obs"], [], [], []
+        for _ in range(decisions):
+            skills.append(obs[:, -k:].argmax(-1))     # discrete: the prior's log-probs; continuous: its one-hot
+            obs, r, _, _ = env.step(act(env, obs[:, -k:].argmax(-1)))
+            obs = obs["obs"]
+            states.append(env.task.obs_processed.clone())
+            rewards.append(r)
+        return torch.stack(skills), torch.stack(states), torch.stack(rewards)
+
+    zero = lambda env, y: torch.zeros(env.num_envs, env.llc.latent_dim)    # noqa: E731
+    skills_c, states_c, rewards_c = rollout("continuous", zero)
+    skills_d, states_d, rewards_d = rollout("discrete", lambda env, y: y)
+    assert torch.equal(skills_c, skills_d) and len(set(skills_d.flatten().tolist())) > 1
+    assert torch.allclose(states_c, states_d, atol=1e-5) and torch.allclose(rewards_c, rewards_d, atol=1e-6)
+    # a shift moves the arm elsewhere: the comparison can fail
+    _, states_s, _ = rollout("continuous", lambda env, y: torch.ones(env.num_envs, env.llc.latent_dim))
+    assert not torch.allclose(states_s, states_d, atol=1e-3)
 
 
 def test_prior_needs_discrete_skills_with_a_prior():

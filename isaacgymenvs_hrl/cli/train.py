@@ -114,16 +114,17 @@ def validate(cfg: DictConfig) -> dict:
         prior = as_bool(llc_cfg.get("prior", False), "task.env.llc.prior")
         needed = {"discrete": "a2c_discrete", "mixture": "hrl_mixture"}.get(mode, "a2c_continuous")
         if prior:
-            needed = "hrl_prior_discrete"
-        if algo == "hrl_prior_discrete" and not prior:
-            raise UserError("train.params.algo.name=hrl_prior_discrete anchors the high level to the LLC's skill "
-                            "prior, which reaches it only with task.env.llc.prior=True (and mode=discrete); set "
-                            "it, or pick train=HRLDiscretePPO for a plain discrete high level")
+            needed = "hrl_prior_discrete" if mode == "discrete" else "hrl_prior_continuous"
+        if algo in ("hrl_prior_discrete", "hrl_prior_continuous") and not prior:
+            raise UserError(f"train.params.algo.name={algo} anchors the high level to the LLC's learned prior, "
+                            "which reaches it only with task.env.llc.prior=True; set it, or pick a plain train "
+                            "config (train=HRLDiscretePPO for discrete skills, FrankaStackPPO for continuous)")
         if algo != needed and not (mode == "mixture" and algo == "a2c_continuous"):
             raise UserError(f"task.env.llc.mode={mode} needs train.params.algo.name={needed}, the train "
                             f"config has {algo}; pick a matching train config (e.g. train=HRLDiscretePPO "
                             "for discrete skills, train=HRLPriorPPO for discrete skills anchored to the prior "
-                            "(task.env.llc.prior=True), train=HRLMixturePPO for mixtures)")
+                            "(task.env.llc.prior=True), train=HRLPriorContinuousPPO for a continuous high level anchored to "
+                            "the latent prior (task.env.llc.prior=True), train=HRLMixturePPO for mixtures)")
     num_agents = as_int(c["task"]["env"].get("numAgents", 1), "task.env.numAgents", low=1)
     check_train_cfg(c["train"], num_envs=int(c["task"]["env"]["numEnvs"]), num_agents=num_agents,
                     test=c["test"])

@@ -79,6 +79,7 @@ def wrap_task(task, task_cfg: dict, llc, steps: int | None = None) -> LatentSkil
                           hl_obs=settings.get("hl_obs") or None, reward=settings.get("reward", "mean"),
                           llc_gamma=float(settings.get("gamma", 0.99)),
                           prior=as_bool(settings.get("prior", False), "task.env.llc.prior"),
+                          prior_scale=float(settings.get("prior_scale", 2.0)),
                           hl_latency=Latency.high_level_from_task_config(task_cfg, task.num_envs, task.device))
 
 

@@ -34,7 +34,7 @@ REWARD_AGGREGATIONS = ("sum", "mean", "smdp")
 class LatentSkillEnv:
     def __init__(self, task, llc: LowLevelController, mode: str = "continuous", steps: int | None = None,
                  hl_obs: list | None = None, reward: str = "mean", llc_gamma: float = 0.99,
-                 prior: bool = False, hl_latency=None):
+                 prior: bool = False, hl_latency=None, prior_scale: float = 2.0):
         if reward not in REWARD_AGGREGATIONS:
             raise UserError(f"task.env.llc.reward must be one of {REWARD_AGGREGATIONS}, got '{reward}'")
         if task.auto_reset:
@@ -49,14 +49,25 @@ class LatentSkillEnv:
         sizes = task.spec.view_sizes()
         views = {name: sizes[name] for name in self.hl_obs_names}
         self.prior = bool(prior)
+        self.prior_scale = float(prior_scale)
         if self.prior:
-            if mode != "discrete" or llc.skill_prior is None:
-                raise UserError(f"task.env.llc.prior=True anchors a discrete high level to the LLC's learned skill "
-                                f"prior; {getattr(llc, 'path', 'this LLC')} in mode '{mode}' has "
-                                f"{'no skill prior' if llc.skill_prior is None else 'one, but the mode is not discrete'}"
-                                ": use an LLC with a skill prior (e.g. franka/stack_helms) with "
-                                "task.env.llc.mode=discrete, or set task.env.llc.prior=False")
-            views["skill_log_prior"] = llc.num_skills
+            anchorable = (mode == "discrete" and llc.skill_prior is not None) or \
+                (mode == "continuous" and llc.has_latent_prior)
+            if not anchorable:
+                raise UserError(f"task.env.llc.prior=True anchors the high level to the LLC's learned prior: a "
+                                f"skill prior (mode=discrete) or a latent prior (mode=continuous); "
+                                f"{getattr(llc, 'path', 'this LLC')} in mode '{mode}' has none: use an LLC that "
+                                "ships one (e.g. franka/stack_helms with task.env.llc.mode=discrete or "
+                                "continuous), or set task.env.llc.prior=False")
+            if self.prior_scale <= 0:
+                raise UserError(f"task.env.llc.prior_scale must be > 0, got {prior_scale}")
+            if mode == "discrete":
+                views["skill_log_prior"] = llc.num_skills
+            else:                                       # the prior's skill, whose latent a shifts
+                views["prior_skill"] = llc.num_skills
+        # continuous prior: the skill each env's next decision runs (chosen by the prior when its
+        # observation is made)
+        self.anchor_skill = None
         self.obs_slices, self.num_obs = named_slices(views)
         # each env's skill of its last decision; -1: the next decision is its episode's first
         self.previous_skill = torch.full((self.num_envs,), -1, dtype=torch.long, device=self.device)
@@ -74,9 +85,12 @@ class LatentSkillEnv:
         self.hl_latency = hl_latency
         # what a mixture high level's trainer needs of the frozen LLC (rl-games reads it from env info)
         self.hl_action_info = None
-        if self.prior:
+        if self.prior and mode == "discrete":
             self.hl_action_info = {"prior": {"kind": "categorical", "dim": llc.num_skills,
                                              "max_decisions": int(self.max_episode_length)}}
+        elif self.prior:     # z = mu_p(x) + sigma_p(x) * prior_scale * a: a ~ N(0, 1 / prior_scale^2) is the prior
+            self.hl_action_info = {"prior": {"kind": "gaussian", "dim": self.llc.latent_dim,
+                                             "std": 1.0 / self.prior_scale}}
         if mode == "mixture":
             self.hl_action_info = {"num_skills": llc.num_skills, "latent_scale": llc.latent_scale,
                                    "prior_mean": llc.prior_mean.clone(), "prior_std": llc.prior_std.clone()}
@@ -92,8 +106,13 @@ class LatentSkillEnv:
 
     def _hl_obs(self, env_ids=None) -> dict:
         obs = self.task.obs_slice(self.task.obs_dict["obs"], self.hl_obs_names)
-        if self.prior:
+        if self.prior and self.mode == "discrete":
             obs = torch.cat([obs, self.skill_log_prior().to(obs.device)], dim=-1)
+        elif self.prior:
+            mid_obs = self.task.obs_slice(self.task.obs_processed, self.llc.mid_obs_names)
+            self.anchor_skill = self.llc.prior_skill(mid_obs, self.previous_skill)
+            one_hot = torch.nn.functional.one_hot(self.anchor_skill, self.llc.num_skills).to(obs)
+            obs = torch.cat([obs, one_hot], dim=-1)
         if self.hl_latency is not None:
             if env_ids is None:                       # one decision for every env: push
                 obs = self.hl_latency.delay_observations(obs)
@@ -131,7 +150,13 @@ class LatentSkillEnv:
         # counts in extras["nan_actions"] and resets, as it does a flat policy's
         bad = None if self.mode == "discrete" else ~torch.isfinite(hl).view(n, -1).all(-1)
         mid_obs = task.obs_slice(task.obs_processed, llc.mid_obs_names) if llc.mid_obs_names else None
-        z, head, choice = llc.decode(self.mode, hl, mid_obs)
+        anchored = self.prior and self.mode == "continuous"
+        if anchored:                                # the prior's skill, shifted by a in units of its std
+            choice, shift = self.anchor_skill, self.prior_scale * hl
+            mu, std = llc.skill_latent(mid_obs, choice)
+            z, head = mu + std * shift, None
+        else:
+            z, head, choice = llc.decode(self.mode, hl, mid_obs)
 
         reward = torch.zeros(n, device=self.device)
         alive = torch.ones(n, dtype=torch.bool, device=self.device)
@@ -140,7 +165,10 @@ class LatentSkillEnv:
         executed = torch.zeros(n, device=self.device)
         saturation = torch.zeros(n, device=self.device)
         for i in range(self.steps):
-            if self.mode == "discrete" and i > 0:     # the skill is held; its latent follows the state
+            if anchored and i > 0:                    # the prior's latent follows the state, the shift is held
+                mu, std = llc.skill_latent(task.obs_slice(task.obs_processed, llc.mid_obs_names), choice)
+                z = mu + std * shift
+            elif self.mode == "discrete" and i > 0:   # the skill is held; its latent follows the state
                 z = llc.decode("discrete", hl, task.obs_slice(task.obs_processed, llc.mid_obs_names))[0]
             actions = llc(task.obs_slice(task.obs_processed, llc.obs_names), z, head)
             if bad is not None and i == 0:          # once per high-level action: counted once, env ended

@@ -122,6 +122,22 @@ class LowLevelController(nn.Module):
             if previous is None else torch.where(previous < 0, self.num_skills, previous.long())
         return rows[torch.arange(len(rows), device=rows.device), prev]
 
+    @property
+    def has_latent_prior(self) -> bool:
+        """Whether the LLC ships a state-conditioned latent prior p(z | x) to anchor a continuous high
+        level to (HeLMS: the mid level's component of the skill prior's most likely skill)."""
+        return self.mid is not None and self.skill_prior is not None
+
+    def prior_skill(self, mid_obs: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+        """The skill prior's most likely next skill (N,)."""
+        return self.skill_log_prior(mid_obs, previous).argmax(-1)
+
+    def skill_latent(self, mid_obs: torch.Tensor, skill: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mid level's Gaussian q(z | y, x) of one skill per env: mean and std (N, d)."""
+        means, log_stds = self.mid_latents(mid_obs)
+        idx = skill.long().view(-1, 1, 1).expand(-1, 1, self.latent_dim)
+        return means.gather(1, idx).squeeze(1), log_stds.gather(1, idx).squeeze(1).exp()
+
     def forward(self, obs: torch.Tensor, z: torch.Tensor, head: torch.Tensor | None = None) -> torch.Tensor:
         a = self.policy(self._norm(obs, self.obs_mean, self.obs_std), z, head) if head is not None \
             else self.policy(self._norm(obs, self.obs_mean, self.obs_std), z)

@@ -17,7 +17,8 @@ from ..errors import UserError
 from ..utils.config import as_float, as_int
 
 # algorithms registered by registry.register_agents (each with our checkpoint handling)
-ALGORITHMS = ("a2c_continuous", "a2c_discrete", "sac", "hrl_mixture", "hrl_prior_discrete")
+ALGORITHMS = ("a2c_continuous", "a2c_discrete", "sac", "hrl_mixture", "hrl_prior_discrete",
+              "hrl_prior_continuous")
 
 # names IsaacGymEnvs (or its forks) register in their train.py, with what to use here instead
 NOT_HERE = {

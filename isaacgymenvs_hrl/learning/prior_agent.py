@@ -1,4 +1,5 @@
-"""A high level anchored to the LLC's learned skill prior (rl-games ``hrl_prior_discrete``).
+"""A high level anchored to the LLC's learned prior (rl-games ``hrl_prior_discrete`` and
+``hrl_prior_continuous``).
 
 Over sparse manipulation the skills only explore in the order their prior chains them: sampling
 HeLMS' p(y_t | y_{t-1}, x_t) stacks zero-shot, a uniform skill choice explores ~20x worse. Stock
@@ -15,6 +16,13 @@ transfer objective:
 - with ``hrl_prior.replay_coef`` > 0, the decisions of the best recent episodes (the top
   ``replay_elite`` share by return) are kept and imitated after every PPO minibatch (self-imitation,
   Oh et al. 2018): PPO sees a rare success once, an off-policy learner such as HeLMS' MPO replays it.
+
+The continuous high level (``LatentSkillEnv(mode="continuous", prior=True)``) acts in the prior's own
+units: the env runs z = mu_p(x) + sigma_p(x) * prior_scale * a, so a ~ N(0, 1 / prior_scale^2) is the
+prior. The policy's mean starts at 0 and its std at the prior's, and KL(pi || N(0, prior std))
+replaces the entropy bonus the same way. A learned skill prior is near-deterministic (one skill per
+state), so a categorical policy anchored to it hardly ever varies its choice and PPO has little to
+compare; a shift within the chosen skill varies without losing the skills' success rate.
 """
 from __future__ import annotations
 
@@ -24,9 +32,10 @@ import torch
 from rl_games.algos_torch import model_builder, models, network_builder
 
 from ..errors import UserError
-from .rlgames_env import DiscreteAgent
+from .rlgames_env import ContinuousAgent, DiscreteAgent
 
 NETWORK_NAME, MODEL_NAME, ALGO_NAME = "prior_actor_critic", "discrete_prior_a2c", "hrl_prior_discrete"
+CONTINUOUS_MODEL_NAME, CONTINUOUS_ALGO_NAME = "continuous_prior_a2c", "hrl_prior_continuous"
 
 
 class PriorAnchoredBuilder(network_builder.A2CBuilder):
@@ -85,6 +94,92 @@ class PriorAnchoredModel(models.ModelA2C):
             return result
 
 
+def gaussian_kl(mu: torch.Tensor, sigma: torch.Tensor, prior_std: float) -> torch.Tensor:
+    """KL(N(mu, sigma) || N(0, prior_std)) per row, summed over the action dimensions."""
+    var = (sigma / prior_std) ** 2
+    return 0.5 * (var + (mu / prior_std) ** 2 - 1.0 - torch.log(var)).sum(-1)
+
+
+class PriorAnchoredContinuousModel(models.ModelA2CContinuousLogStd):
+    """rl-games' Gaussian A2C model reporting -KL(pi || N(0, prior std)) as the policy's entropy in
+    training (the agent sets ``prior_std`` from the env's ``hl_action_info``)."""
+
+    class Network(models.ModelA2CContinuousLogStd.Network):
+        prior_std = 1.0
+
+        def forward(self, input_dict):
+            result = super().forward(input_dict)
+            if input_dict.get("is_train", True):
+                result["entropy"] = -gaussian_kl(result["mus"], result["sigmas"], self.prior_std)
+            return result
+
+
+def anchor_to_prior(model, prior_std: float) -> None:
+    """Make a continuous_prior_a2c model the prior N(0, prior_std): mean 0 (its last layer at zero,
+    so the rest of the network still learns) and the prior's std."""
+    net = model.a2c_network
+    model.prior_std = float(prior_std)
+    with torch.no_grad():
+        torch.nn.init.zeros_(net.mu.weight)
+        torch.nn.init.zeros_(net.mu.bias)
+        net.sigma.fill_(math.log(prior_std))
+
+
+class KLToPrior:
+    """The coefficient of KL(pi || prior), which takes rl-games' ``entropy_coef`` slot (the models
+    report -KL as their entropy): fixed, or tuned towards ``hrl_prior.target_kl`` after every
+    minibatch (SPiRL's rule: log coef += lr * (KL - target)). Mixed into an rl-games PPO agent."""
+
+    def init_kl_coef(self) -> dict:
+        cfg = self.config.get("hrl_prior") or {}
+        coef = float(cfg.get("kl_coef", 0.01))
+        target = cfg.get("target_kl", None)
+        self.target_kl = None if target in (None, "") else float(target)
+        self.coef_lr = float(cfg.get("coef_lr", 0.02))
+        if coef <= 0 or (self.target_kl is not None and self.target_kl <= 0) or self.coef_lr <= 0:
+            raise UserError(f"train.params.config.hrl_prior: kl_coef ({coef}), target_kl ({self.target_kl}) and "
+                            f"coef_lr ({self.coef_lr}) must be > 0 (leave target_kl empty for a fixed coefficient)")
+        self.log_coef = math.log(coef)
+        self.entropy_coef = coef
+        self._kls = []
+        return cfg
+
+    def _over_ranks(self, value: float, op: str = "mean") -> float:
+        """The same number on every rank (multi_gpu): the mean or the minimum over the ranks."""
+        if not getattr(self, "multi_gpu", False):
+            return value
+        import torch.distributed as dist
+        t = torch.tensor([value], dtype=torch.float64, device=self.ppo_device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.SUM)
+        return float(t) if op == "min" else float(t) / self.world_size
+
+    def track_kl(self, result) -> None:
+        # every rank tunes the coefficient on the same value
+        kl = self._over_ranks(-float(result[2].detach()))
+        self._kls.append(kl)
+        if self.target_kl is not None:
+            self.log_coef = min(max(self.log_coef + self.coef_lr * (kl - self.target_kl), math.log(1e-5)),
+                                math.log(10.0))
+            self.entropy_coef = math.exp(self.log_coef)
+
+    def log_kl(self) -> None:
+        if self._kls:
+            self.writer.add_scalar("hrl/kl_prior", sum(self._kls) / len(self._kls), self.frame)
+            self.writer.add_scalar("hrl/kl_coef", self.entropy_coef, self.frame)
+            self._kls = []
+
+    def get_full_state_weights(self):
+        state = super().get_full_state_weights()
+        state["hrl_prior_log_coef"] = torch.tensor(self.log_coef)
+        return state
+
+    def set_full_state_weights(self, weights, set_epoch=True):
+        super().set_full_state_weights(weights, set_epoch=set_epoch)
+        if "hrl_prior_log_coef" in weights:
+            self.log_coef = float(weights["hrl_prior_log_coef"])
+            self.entropy_coef = math.exp(self.log_coef)
+
+
 class EliteReplay:
     """The (observation, action) pairs of the best recent episodes, collected over all envs at once.
 
@@ -129,7 +224,7 @@ class EliteReplay:
         return self.obs[idx], self.act[idx]
 
 
-class PriorAnchoredAgent(DiscreteAgent):
+class PriorAnchoredAgent(KLToPrior, DiscreteAgent):
     """rl-games' discrete PPO whose entropy term is the KL to the prior, with its coefficient."""
 
     def __init__(self, base_name, params):
@@ -142,17 +237,8 @@ class PriorAnchoredAgent(DiscreteAgent):
         if params.get("network", {}).get("name") != NETWORK_NAME or params.get("model", {}).get("name") != MODEL_NAME:
             raise UserError(f"train.params.algo.name={ALGO_NAME} needs network.name={NETWORK_NAME} and "
                             f"model.name={MODEL_NAME} (see cfg/train/HRLPriorPPO.yaml)")
-        cfg = self.config.get("hrl_prior") or {}
-        coef = float(cfg.get("kl_coef", 0.01))
-        target = cfg.get("target_kl", None)
-        self.target_kl = None if target in (None, "") else float(target)
-        self.coef_lr = float(cfg.get("coef_lr", 0.02))
-        if coef <= 0 or (self.target_kl is not None and self.target_kl <= 0) or self.coef_lr <= 0:
-            raise UserError(f"train.params.config.hrl_prior: kl_coef ({coef}), target_kl ({self.target_kl}) and "
-                            f"coef_lr ({self.coef_lr}) must be > 0 (leave target_kl empty for a fixed coefficient)")
-        self.log_coef = math.log(coef)
-        self.entropy_coef = coef
-        self._kls, self._replay_ces = [], []
+        cfg = self.init_kl_coef()
+        self._replay_ces = []
         self.replay_coef = float(cfg.get("replay_coef", 0.0))
         self.replay_batch = int(cfg.get("replay_batch", 256))
         elite, size = float(cfg.get("replay_elite", 0.05)), int(cfg.get("replay_size", 20000))
@@ -187,53 +273,55 @@ class PriorAnchoredAgent(DiscreteAgent):
         self.trancate_gradients_and_step()          # rl-games' own: gradients averaged over ranks, clipped
         self._replay_ces.append(float(ce.detach()))
 
-    def _over_ranks(self, value: float, op: str = "mean") -> float:
-        """The same number on every rank (multi_gpu): the mean or the minimum over the ranks."""
-        if not getattr(self, "multi_gpu", False):
-            return value
-        import torch.distributed as dist
-        t = torch.tensor([value], dtype=torch.float64, device=self.ppo_device)
-        dist.all_reduce(t, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.SUM)
-        return float(t) if op == "min" else float(t) / self.world_size
-
     def train_actor_critic(self, input_dict):
         result = super().train_actor_critic(input_dict)
-        # the model's "entropy" is -KL(pi || prior); every rank tunes the coefficient on the same value
-        kl = self._over_ranks(-float(result[2].detach()))
-        self._kls.append(kl)
-        if self.target_kl is not None:
-            self.log_coef = min(max(self.log_coef + self.coef_lr * (kl - self.target_kl), math.log(1e-5)),
-                                math.log(10.0))
-            self.entropy_coef = math.exp(self.log_coef)
+        self.track_kl(result)
         if self.replay is not None and self._over_ranks(float(len(self.replay.obs) >= self.replay_batch), "min"):
             self._imitate_elites()
         return result
 
     def train_epoch(self):
         out = super().train_epoch()
-        if self._kls:
-            self.writer.add_scalar("hrl/kl_prior", sum(self._kls) / len(self._kls), self.frame)
-            self.writer.add_scalar("hrl/kl_coef", self.entropy_coef, self.frame)
-            self._kls = []
+        self.log_kl()
         if self._replay_ces:
             self.writer.add_scalar("hrl/replay_cross_entropy", sum(self._replay_ces) / len(self._replay_ces), self.frame)
             self.writer.add_scalar("hrl/replay_decisions", len(self.replay.obs), self.frame)
             self._replay_ces = []
         return out
 
-    def get_full_state_weights(self):
-        state = super().get_full_state_weights()
-        state["hrl_prior_log_coef"] = torch.tensor(self.log_coef)
-        return state
 
-    def set_full_state_weights(self, weights, set_epoch=True):
-        super().set_full_state_weights(weights, set_epoch=set_epoch)
-        if "hrl_prior_log_coef" in weights:
-            self.log_coef = float(weights["hrl_prior_log_coef"])
-            self.entropy_coef = math.exp(self.log_coef)
+class PriorAnchoredContinuousAgent(KLToPrior, ContinuousAgent):
+    """rl-games' continuous PPO in the prior's units: mean 0 and the prior's std at the start, and
+    KL(pi || N(0, prior std)) in place of the entropy bonus."""
+
+    def __init__(self, base_name, params):
+        super().__init__(base_name, params)
+        info = (self.env_info.get("hl_action_info") or {}).get("prior") or {}
+        if info.get("kind") != "gaussian" or int(info.get("dim", -1)) != self.actions_num:
+            raise UserError(f"train.params.algo.name={CONTINUOUS_ALGO_NAME} needs a latent prior to anchor to: set "
+                            "task.env.llc.prior=True with task.env.llc.mode=continuous and an LLC that ships one "
+                            "(task.env.llc.checkpoint=franka/stack_helms)")
+        net = self.model.a2c_network
+        if params.get("model", {}).get("name") != CONTINUOUS_MODEL_NAME or not getattr(net, "fixed_sigma", False):
+            raise UserError(f"train.params.algo.name={CONTINUOUS_ALGO_NAME} needs model.name={CONTINUOUS_MODEL_NAME} "
+                            "and network.space.continuous.fixed_sigma=True (see cfg/train/HRLPriorContinuousPPO.yaml)")
+        self.prior_std = float(info["std"])
+        anchor_to_prior(self.model, self.prior_std)
+        self.init_kl_coef()
+
+    def train_actor_critic(self, input_dict):
+        result = super().train_actor_critic(input_dict)
+        self.track_kl(result)
+        return result
+
+    def train_epoch(self):
+        out = super().train_epoch()
+        self.log_kl()
+        return out
 
 
 def register() -> None:
     """The network and model names rl-games' builders look up (as IsaacGymEnvs registers AMP's)."""
     model_builder.register_network(NETWORK_NAME, PriorAnchoredBuilder)
     model_builder.register_model(MODEL_NAME, PriorAnchoredModel)
+    model_builder.register_model(CONTINUOUS_MODEL_NAME, PriorAnchoredContinuousModel)
