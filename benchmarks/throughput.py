@@ -6,20 +6,22 @@ Three measurements (see benchmarks/README.md for how to read them):
 1. ``task[mujoco]``: env-steps/s of the full ``VecTask.step`` (random actions in [-1, 1];
    observations, rewards, terminations and auto-resets included) on physics_engine=mujoco.
 2. ``raw[mujoco]``: ``mujoco.rollout.Rollout`` stepping the same MJCF with the same N, threads,
-   timestep and substeps, the same kind of random controls, preallocated outputs and
-   ``skip_checks=True``; each call continues from the last call's state. Three variants:
-     - no resets: humanoids fall and lie on the floor; lying still is cheaper to simulate than the
-       task's standing and falling humanoids, so this is the fastest row (docs/results/throughput.md);
-     - resets at task rate: every control step a random subset of envs, drawn at the reset rate
-       measured on the task, restarts from one of the task's own initial states (about half of
-       them lie on the floor meanwhile, which the task never simulates);
-     - reset on fall: envs whose torso is below the task's termination height restart, i.e. the
-       task's own termination rule, so the raw state distribution matches the task's.
-   The headline ratio is task / raw(resets at task rate). "reset on fall" runs only for tasks with
-   a ``termination_height`` (the humanoids).
-   Raw controls (``--raw-ctrl``): ``random`` draws uniform controls in [-1, 1]; ``replay`` cycles
-   through the actuator controls the task itself applied during its warm-up, so the raw engine sees
-   the task's motions and contacts (use it for the arm tasks, whose servo targets are joint angles).
+   timestep and substeps, preallocated outputs and ``skip_checks=True``; each call continues from
+   the last call's state. Four variants, which differ in what they simulate:
+     - task's trajectory replayed (the headline): a segment of the task's own run, recorded
+       untimed, is replayed: the same start state, the same controls at every physics step and the
+       same envs restarted at the same steps from the same initial states. The raw engine does the
+       task's physics, bit for bit where the engine is deterministic (the report says whether the
+       replay ended where the task did), without any of the task's Python and torch work;
+     - no resets: random controls; humanoids fall and lie on the floor, which is cheaper to
+       simulate than the task's standing and falling humanoids: the fastest row;
+     - resets at task rate: random controls; every control step a random subset of envs, drawn at
+       the task's reset rate, restarts from one of the task's initial states (about half of them
+       lie on the floor meanwhile, which the task never simulates);
+     - reset on fall: random controls; envs whose torso is below the task's termination height
+       restart (the task's own rule; only tasks with a ``termination_height``).
+   Controls of the random rows (``--raw-ctrl``): ``random`` draws uniform controls in [-1, 1];
+   ``replay`` cycles through the actuator controls the task applied during its warm-up.
 3. ``task[mjwarp]`` versus a bare MuJoCo Warp loop (``put_model``/``put_data`` with the same
    nconmax/njmax as ``MjwarpEngine``, ``mujoco_warp.step`` substeps times per control step) on
    Warp's CPU device (or CUDA when --warp-device cuda is given and available).
@@ -151,15 +153,21 @@ class TaskRunner:
         self.steps = 0
         self.total_s = 0.0         # timed task.step loop
         self.engine_s = 0.0        # of which inside engine.step (physics + its array copies)
-        self._engine_step = task.engine.step
         self._in_engine = 0.0
         self.recorded_ctrl: list[np.ndarray] = []   # controls applied in untimed runs, for replay
+        self._calls: list[np.ndarray] | None = None  # while recording: each engine call's controls
+        engine = task.engine
 
-        def timed_engine_step(nsteps: int) -> None:
-            t = time.perf_counter()
-            self._engine_step(nsteps)
-            self._in_engine += time.perf_counter() - t
-        task.engine.step = timed_engine_step     # instance attribute; the class is untouched
+        def timed(fn):
+            def call(arg) -> None:
+                t = time.perf_counter()
+                fn(arg)
+                self._in_engine += time.perf_counter() - t
+                if self._calls is not None:             # the (N, nstep, nu) array the rollout saw
+                    self._calls.append(engine._ctrl64.copy())
+            return call
+        # instance attributes; the class is untouched
+        engine.step, engine.step_controls = timed(engine.step), timed(engine.step_controls)
 
     def run(self, nsteps: int, count: bool = True) -> float:
         task, n, na = self.task, self.task.num_envs, self.task.num_actions
@@ -180,6 +188,22 @@ class TaskRunner:
             self.engine_s += self._in_engine
         return nsteps * n / elapsed
 
+    def record(self, nsteps: int) -> dict:
+        """An untimed segment of the task's own run, for the raw side to replay: the engine's full
+        state at the start and the end, per control step the controls of each engine call and the
+        state rows of the envs reset in that step (after their reset)."""
+        engine, n, na = self.task.engine, self.task.num_envs, self.task.num_actions
+        seg = {"start": engine._state.copy(), "steps": []}
+        for _ in range(nsteps):
+            self._calls = []
+            _, _, done, _ = self.task.step(torch.rand(n, na, generator=self.gen) * 2 - 1)
+            ids = done.nonzero().squeeze(-1).numpy()
+            seg["steps"].append((self._calls, ids, engine._state[ids].copy()))
+        self._calls = None
+        seg["end"] = engine._state.copy()
+        seg["resets"] = sum(len(ids) for _, ids, _ in seg["steps"])
+        return seg
+
     @property
     def engine_share(self) -> float:
         """Fraction of timed task.step wall time spent inside engine.step."""
@@ -195,11 +219,14 @@ class RawRunner:
     """Bare ``mujoco.rollout`` loop with the engine's call pattern and no task work.
 
     mode: "none" (never reset), "rate" (random subset at ``rate`` per env-step restarts from the
-    task's initial states) or "fall" (torso z below ``fall_height`` restarts, the task's rule).
+    task's initial states), "fall" (torso z below ``fall_height`` restarts, the task's rule) or
+    "replay" (``segment`` from ``TaskRunner.record``: the task's controls and resets, from the
+    segment's start state at every ``run``).
     """
 
     def __init__(self, model: mujoco.MjModel, num_envs: int, threads: int, substeps: int,
-                 pool: np.ndarray, mode: str, seed: int, fall_height: float, replay=None):
+                 pool: np.ndarray, mode: str, seed: int, fall_height: float, replay=None,
+                 segment: dict | None = None):
         self.model, self.n, self.substeps = model, num_envs, substeps
         self.replay, self.replay_i = replay, 0      # list of (N, nu) controls, or None: random
         self.mode, self.pool, self.fall_height = mode, pool, fall_height
@@ -218,8 +245,12 @@ class RawRunner:
         self.rate = 0.0
         self.resets = 0
         self.env_steps = 0
+        self.segment = segment
+        self.replay_end_diff = float("nan")    # max |state - task's state| after a full replay
 
     def run(self, nsteps: int, count: bool = True) -> float:
+        if self.mode == "replay":
+            return self._run_replay(nsteps, count)
         n, nu, ss = self.n, self.model.nu, self.substeps
         rng, pool, resets = self.rng, self.pool, 0
         t0 = time.perf_counter()
@@ -247,6 +278,38 @@ class RawRunner:
             self.env_steps += nsteps * n
         return nsteps * n / elapsed
 
+    def _run_replay(self, nsteps: int, count: bool) -> float:
+        seg, n, state, resets = self.segment, self.n, self.state, 0
+        steps = seg["steps"]
+        outs = {}                                           # (N, nstep, nstate) outputs by nstep
+        for calls, _, _ in steps:
+            for c in calls:
+                outs.setdefault(c.shape[1], np.empty((n, c.shape[1], state.shape[1])))
+        state[:] = seg["start"]
+        t0 = time.perf_counter()
+        for i in range(nsteps):
+            if i and i % len(steps) == 0:
+                state[:] = seg["start"]
+            calls, ids, rows = steps[i % len(steps)]
+            for c in calls:
+                if c.shape == self.ctrl.shape:
+                    self.ctrl[:] = c
+                    c = self.ctrl
+                out = outs[c.shape[1]]
+                self.rollout.rollout(self.models, self.datas, state, c, skip_checks=True,
+                                     nstep=c.shape[1], state=out)
+                state[:] = out[:, -1]
+            if len(ids):
+                state[ids] = rows
+                resets += len(ids)
+        elapsed = time.perf_counter() - t0
+        if nsteps % len(steps) == 0:
+            self.replay_end_diff = float(np.abs(state - seg["end"]).max())
+        if count:
+            self.resets += resets
+            self.env_steps += nsteps * n
+        return nsteps * n / elapsed
+
     def close(self):
         self.rollout.close()
 
@@ -267,9 +330,11 @@ def bench_mujoco(args, log) -> dict:
     task.reset()
     task_runner.run(args.warmup, count=False)
     replay = task_runner.recorded_ctrl if args.raw_ctrl == "replay" else None
+    segment = task_runner.record(args.steps)               # what the "replay" row simulates
     raws = {mode: RawRunner(model, args.num_envs, threads, args.substeps, pool, mode,
-                            args.seed + i + 1, float(fall_height or 0.0), replay)
-            for i, mode in enumerate(modes)}
+                            args.seed + i + 1, float(fall_height or 0.0), replay,
+                            segment if mode == "replay" else None)
+            for i, mode in enumerate((*modes, "replay"))}
     task_runner.run(max(1, args.warmup // 2))          # seed the reset-rate estimate
     for r in raws.values():
         r.rate = task_runner.reset_rate
@@ -289,7 +354,8 @@ def bench_mujoco(args, log) -> dict:
 
     res = {"num_envs": args.num_envs, "threads": threads, "substeps": args.substeps,
            "timestep": model.opt.timestep, "steps_per_round": args.steps, "rounds": args.rounds,
-           "task_reset_rate": task_runner.reset_rate, "runs": {}}
+           "task_reset_rate": task_runner.reset_rate, "replayed_resets": segment["resets"],
+           "replay_end_max_abs_diff": raws["replay"].replay_end_diff, "runs": {}}
     for name, v in samples.items():
         rate = task_runner.reset_rate if name == "task" else \
             raws[name[4:]].resets / max(1, raws[name[4:]].env_steps)
@@ -297,12 +363,14 @@ def bench_mujoco(args, log) -> dict:
         res["runs"][name] = {"env_steps_per_s": med, "physics_steps_per_s": med * args.substeps,
                              "rounds": v, "reset_rate": rate}
     t = res["runs"]["task"]["env_steps_per_s"]
+    res["ratio_vs_raw_task_replay"] = t / res["runs"]["raw_replay"]["env_steps_per_s"]
+    res["round_ratios_vs_raw_task_replay"] = [a / b for a, b in zip(samples["task"], samples["raw_replay"])]
     res["ratio_vs_raw_no_resets"] = t / res["runs"]["raw_none"]["env_steps_per_s"]
     res["ratio_vs_raw_resets_at_task_rate"] = t / res["runs"]["raw_rate"]["env_steps_per_s"]
     if "raw_fall" in res["runs"]:
         res["ratio_vs_raw_reset_on_fall"] = t / res["runs"]["raw_fall"]["env_steps_per_s"]
     res["raw_ctrl"] = args.raw_ctrl
-    res["ratio"] = res["ratio_vs_raw_resets_at_task_rate"]
+    res["ratio"] = res["ratio_vs_raw_task_replay"]
     res["engine_share_of_task_step"] = task_runner.engine_share
 
     if args.profile:
@@ -435,6 +503,7 @@ def print_report(results: dict, log) -> None:
     mj = results.get("mujoco")
     if mj:
         names = {"task": "task[mujoco] VecTask.step",
+                 "raw_replay": "raw rollout, task's run replayed",
                  "raw_none": "raw rollout, no resets",
                  "raw_rate": "raw rollout, resets at task rate",
                  "raw_fall": "raw rollout, reset on fall"}
@@ -459,10 +528,18 @@ def print_report(results: dict, log) -> None:
     if mj:
         target = results["args"]["target"]
         ok = "OK" if mj["ratio"] >= target else "BELOW TARGET"
-        log(f"mujoco task/raw (resets at task rate) = {mj['ratio']:.3f}  "
-            f"[target >= {target}: {ok}]   (vs no resets {mj['ratio_vs_raw_no_resets']:.3f}"
+        same = mj["replay_end_max_abs_diff"]
+        log(f"mujoco task/raw (task's run replayed) = {mj['ratio']:.3f}  [target >= {target}: {ok}]   "
+            f"(vs resets at task rate {mj['ratio_vs_raw_resets_at_task_rate']:.3f}, "
+            f"vs no resets {mj['ratio_vs_raw_no_resets']:.3f}"
             + (f", vs reset on fall {mj['ratio_vs_raw_reset_on_fall']:.3f}" if "ratio_vs_raw_reset_on_fall" in mj
-               else "") + f"; raw controls: {mj['raw_ctrl']})")
+               else "") + f"; random rows' controls: {mj['raw_ctrl']})")
+        log("  rows: 'task's run replayed' = the same physics as the task (its start state, controls, reset "
+            "envs and steps, initial states; "
+            + ("replay ended bit for bit where the task did" if same == 0 else
+               f"replay ended within {same:.3g} of the task's state") + f", {mj['replayed_resets']} resets "
+            f"in {mj['steps_per_round']} steps); the other raw rows use random controls and their own reset rule")
+        log("  per-round task/replay ratios: " + ", ".join(f"{r:.3f}" for r in mj["round_ratios_vs_raw_task_replay"]))
         log(f"  engine.step share of task.step wall time = {mj['engine_share_of_task_step']:.3f} "
             "(the rest is task/VecTask Python+torch work; measured inside the same timed loop, so "
             "it is robust to load on other cores)")
