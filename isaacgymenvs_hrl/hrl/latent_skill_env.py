@@ -90,7 +90,8 @@ class LatentSkillEnv:
                                              "max_decisions": int(self.max_episode_length)}}
         elif self.prior:     # z = mu_p(x) + sigma_p(x) * prior_scale * a: a ~ N(0, 1 / prior_scale^2) is the prior
             self.hl_action_info = {"prior": {"kind": "gaussian", "dim": self.llc.latent_dim,
-                                             "std": 1.0 / self.prior_scale}}
+                                             "std": 1.0 / self.prior_scale,
+                                             "max_decisions": int(self.max_episode_length)}}
         if mode == "mixture":
             self.hl_action_info = {"num_skills": llc.num_skills, "latent_scale": llc.latent_scale,
                                    "prior_mean": llc.prior_mean.clone(), "prior_std": llc.prior_std.clone()}

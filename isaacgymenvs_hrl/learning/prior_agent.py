@@ -125,12 +125,16 @@ def anchor_to_prior(model, prior_std: float) -> None:
         net.sigma.fill_(math.log(prior_std))
 
 
-class KLToPrior:
-    """The coefficient of KL(pi || prior), which takes rl-games' ``entropy_coef`` slot (the models
-    report -KL as their entropy): fixed, or tuned towards ``hrl_prior.target_kl`` after every
-    minibatch (SPiRL's rule: log coef += lr * (KL - target)). Mixed into an rl-games PPO agent."""
+class PriorAnchoring:
+    """What both anchored agents add to rl-games' PPO (mixed in before the agent class):
 
-    def init_kl_coef(self) -> dict:
+    - the coefficient of KL(pi || prior), which takes rl-games' ``entropy_coef`` slot (the models
+      report -KL as their entropy): fixed, or tuned towards ``hrl_prior.target_kl`` after every
+      minibatch (SPiRL's rule: log coef += lr * (KL - target));
+    - with ``hrl_prior.replay_coef`` > 0, one imitation step towards the elite episodes' actions after
+      every PPO minibatch."""
+
+    def init_anchoring(self, info: dict, seed) -> None:
         cfg = self.config.get("hrl_prior") or {}
         coef = float(cfg.get("kl_coef", 0.01))
         target = cfg.get("target_kl", None)
@@ -141,8 +145,57 @@ class KLToPrior:
                             f"coef_lr ({self.coef_lr}) must be > 0 (leave target_kl empty for a fixed coefficient)")
         self.log_coef = math.log(coef)
         self.entropy_coef = coef
-        self._kls = []
-        return cfg
+        self._kls, self._replay_ces = [], []
+        self.replay_coef = float(cfg.get("replay_coef", 0.0))
+        self.replay_batch = int(cfg.get("replay_batch", 256))
+        elite, size = float(cfg.get("replay_elite", 0.05)), int(cfg.get("replay_size", 20000))
+        if self.replay_coef < 0 or not 0 < elite <= 1 or size < 1 or self.replay_batch < 1:
+            raise UserError(f"train.params.config.hrl_prior: replay_coef ({self.replay_coef}) must be >= 0, "
+                            f"replay_elite ({elite}) in (0, 1], replay_size ({size}) and replay_batch "
+                            f"({self.replay_batch}) >= 1")
+        self.replay = EliteReplay(self.num_actors, self.obs_shape[0], elite, size,
+                                  max_len=int(info.get("max_decisions", 1000)) + 1,
+                                  act_dim=None if self.is_discrete else self.actions_num, device=self.ppo_device) \
+            if self.replay_coef > 0 else None
+        self._replay_gen = torch.Generator().manual_seed(int(seed or 0))
+
+    def env_step(self, actions):
+        obs_before = self.obs["obs"].clone() if self.replay is not None else None
+        obs, rewards, dones, infos = super().env_step(actions)
+        if self.replay is not None:
+            self.replay.add(obs_before, actions, rewards, dones)
+        return obs, rewards, dones, infos
+
+    def _imitate_elites(self) -> None:
+        """One gradient step of the elite episodes' negative log-likelihood under the policy."""
+        obs, actions = self.replay.sample(self.replay_batch, self._replay_gen)
+        rms = getattr(self.model, "running_mean_std", None)
+        if rms is not None:
+            rms.eval()                              # replayed observations must not move the normalizer
+        out = self.model({"is_train": True, "prev_actions": actions, "obs": obs})
+        if rms is not None:
+            rms.train()
+        nll = out["prev_neglogp"].mean()
+        self.optimizer.zero_grad()
+        (self.replay_coef * nll).backward()
+        self.trancate_gradients_and_step()          # rl-games' own: gradients averaged over ranks, clipped
+        self._replay_ces.append(float(nll.detach()))
+
+    def train_actor_critic(self, input_dict):
+        result = super().train_actor_critic(input_dict)
+        self.track_kl(result)
+        if self.replay is not None and self._over_ranks(float(len(self.replay.obs) >= self.replay_batch), "min"):
+            self._imitate_elites()
+        return result
+
+    def train_epoch(self):
+        out = super().train_epoch()
+        self.log_kl()
+        if self._replay_ces:
+            self.writer.add_scalar("hrl/replay_cross_entropy", sum(self._replay_ces) / len(self._replay_ces), self.frame)
+            self.writer.add_scalar("hrl/replay_decisions", len(self.replay.obs), self.frame)
+            self._replay_ces = []
+        return out
 
     def _over_ranks(self, value: float, op: str = "mean") -> float:
         """The same number on every rank (multi_gpu): the mean or the minimum over the ranks."""
@@ -188,22 +241,24 @@ class EliteReplay:
     buffer (first in, first out, ``size`` decisions)."""
 
     def __init__(self, num_envs: int, obs_dim: int, elite: float, size: int, window: int = 512,
-                 max_len: int = 1000, device="cpu"):
+                 max_len: int = 1000, act_dim: int | None = None, device="cpu"):
         self.elite, self.size, self.max_len = elite, size, max_len
         self.obs_hist = torch.zeros(max_len, num_envs, obs_dim, device=device)
-        self.act_hist = torch.zeros(max_len, num_envs, dtype=torch.long, device=device)
+        # act_dim None: one skill index per decision; else a continuous action of act_dim
+        self.act_shape, self.act_dtype = ((), torch.long) if act_dim is None else ((act_dim,), torch.float32)
+        self.act_hist = torch.zeros(max_len, num_envs, *self.act_shape, dtype=self.act_dtype, device=device)
         self.length = torch.zeros(num_envs, dtype=torch.long, device=device)
         self.ret = torch.zeros(num_envs, device=device)
         self.recent = torch.zeros(0, device=device)
         self.window = window
         self.obs = torch.zeros(0, obs_dim, device=device)
-        self.act = torch.zeros(0, dtype=torch.long, device=device)
+        self.act = torch.zeros(0, *self.act_shape, dtype=self.act_dtype, device=device)
 
     def add(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor) -> None:
         envs = torch.arange(len(obs), device=obs.device)
         step = self.length.clamp_max(self.max_len - 1)          # an over-long episode keeps its last slot
         self.obs_hist[step, envs] = obs
-        self.act_hist[step, envs] = actions.view(-1).long()
+        self.act_hist[step, envs] = actions.reshape(len(obs), *self.act_shape).to(self.act_dtype)
         self.length += 1
         self.ret += rewards.view(-1)
         ended = dones.view(-1).bool().nonzero(as_tuple=False).view(-1)
@@ -224,7 +279,7 @@ class EliteReplay:
         return self.obs[idx], self.act[idx]
 
 
-class PriorAnchoredAgent(KLToPrior, DiscreteAgent):
+class PriorAnchoredAgent(PriorAnchoring, DiscreteAgent):
     """rl-games' discrete PPO whose entropy term is the KL to the prior, with its coefficient."""
 
     def __init__(self, base_name, params):
@@ -237,60 +292,10 @@ class PriorAnchoredAgent(KLToPrior, DiscreteAgent):
         if params.get("network", {}).get("name") != NETWORK_NAME or params.get("model", {}).get("name") != MODEL_NAME:
             raise UserError(f"train.params.algo.name={ALGO_NAME} needs network.name={NETWORK_NAME} and "
                             f"model.name={MODEL_NAME} (see cfg/train/HRLPriorPPO.yaml)")
-        cfg = self.init_kl_coef()
-        self._replay_ces = []
-        self.replay_coef = float(cfg.get("replay_coef", 0.0))
-        self.replay_batch = int(cfg.get("replay_batch", 256))
-        elite, size = float(cfg.get("replay_elite", 0.05)), int(cfg.get("replay_size", 20000))
-        if self.replay_coef < 0 or not 0 < elite <= 1 or size < 1 or self.replay_batch < 1:
-            raise UserError(f"train.params.config.hrl_prior: replay_coef ({self.replay_coef}) must be >= 0, "
-                            f"replay_elite ({elite}) in (0, 1], replay_size ({size}) and replay_batch "
-                            f"({self.replay_batch}) >= 1")
-        self.replay = EliteReplay(self.num_actors, self.obs_shape[0], elite, size,
-                                  max_len=int(info.get("max_decisions", 1000)) + 1, device=self.ppo_device) \
-            if self.replay_coef > 0 else None
-        self._replay_gen = torch.Generator().manual_seed(int(params.get("seed", 0) or 0))
-
-    def env_step(self, actions):
-        obs_before = self.obs["obs"].clone() if self.replay is not None else None
-        obs, rewards, dones, infos = super().env_step(actions)
-        if self.replay is not None:
-            self.replay.add(obs_before, actions, rewards, dones)
-        return obs, rewards, dones, infos
-
-    def _imitate_elites(self) -> None:
-        """One gradient step of cross-entropy towards the elite episodes' choices."""
-        obs, actions = self.replay.sample(self.replay_batch, self._replay_gen)
-        rms = getattr(self.model, "running_mean_std", None)
-        if rms is not None:
-            rms.eval()                              # replayed observations must not move the normalizer
-        out = self.model({"is_train": True, "prev_actions": actions, "obs": obs})
-        if rms is not None:
-            rms.train()
-        ce = out["prev_neglogp"].mean()
-        self.optimizer.zero_grad()
-        (self.replay_coef * ce).backward()
-        self.trancate_gradients_and_step()          # rl-games' own: gradients averaged over ranks, clipped
-        self._replay_ces.append(float(ce.detach()))
-
-    def train_actor_critic(self, input_dict):
-        result = super().train_actor_critic(input_dict)
-        self.track_kl(result)
-        if self.replay is not None and self._over_ranks(float(len(self.replay.obs) >= self.replay_batch), "min"):
-            self._imitate_elites()
-        return result
-
-    def train_epoch(self):
-        out = super().train_epoch()
-        self.log_kl()
-        if self._replay_ces:
-            self.writer.add_scalar("hrl/replay_cross_entropy", sum(self._replay_ces) / len(self._replay_ces), self.frame)
-            self.writer.add_scalar("hrl/replay_decisions", len(self.replay.obs), self.frame)
-            self._replay_ces = []
-        return out
+        self.init_anchoring(info, params.get("seed"))
 
 
-class PriorAnchoredContinuousAgent(KLToPrior, ContinuousAgent):
+class PriorAnchoredContinuousAgent(PriorAnchoring, ContinuousAgent):
     """rl-games' continuous PPO in the prior's units: mean 0 and the prior's std at the start, and
     KL(pi || N(0, prior std)) in place of the entropy bonus."""
 
@@ -305,19 +310,8 @@ class PriorAnchoredContinuousAgent(KLToPrior, ContinuousAgent):
         if params.get("model", {}).get("name") != CONTINUOUS_MODEL_NAME or not getattr(net, "fixed_sigma", False):
             raise UserError(f"train.params.algo.name={CONTINUOUS_ALGO_NAME} needs model.name={CONTINUOUS_MODEL_NAME} "
                             "and network.space.continuous.fixed_sigma=True (see cfg/train/HRLPriorContinuousPPO.yaml)")
-        self.prior_std = float(info["std"])
-        anchor_to_prior(self.model, self.prior_std)
-        self.init_kl_coef()
-
-    def train_actor_critic(self, input_dict):
-        result = super().train_actor_critic(input_dict)
-        self.track_kl(result)
-        return result
-
-    def train_epoch(self):
-        out = super().train_epoch()
-        self.log_kl()
-        return out
+        anchor_to_prior(self.model, float(info["std"]))
+        self.init_anchoring(info, params.get("seed"))
 
 
 def register() -> None:
