@@ -63,8 +63,11 @@ class LatentSkillEnv:
                 raise UserError(f"task.env.llc.prior_scale must be > 0, got {prior_scale}")
             if mode == "discrete":
                 views["skill_log_prior"] = llc.num_skills
-            else:                                       # the prior's skill, whose latent a shifts
+            elif llc.skill_prior is not None:           # the prior's skill, whose latent a shifts
                 views["prior_skill"] = llc.num_skills
+        # continuous prior without skills (a fitted p(z | x): LDSE, NPMP): z = mu_p(x_0) + sigma_p(x_0) *
+        # prior_scale * a at the decision, held for its k steps; nothing is added to the observation
+        self.fitted_prior = self.prior and mode == "continuous" and llc.skill_prior is None
         # continuous prior: the skill each env's next decision runs (chosen by the prior when its
         # observation is made)
         self.anchor_skill = None
@@ -109,7 +112,7 @@ class LatentSkillEnv:
         obs = self.task.obs_slice(self.task.obs_dict["obs"], self.hl_obs_names)
         if self.prior and self.mode == "discrete":
             obs = torch.cat([obs, self.skill_log_prior().to(obs.device)], dim=-1)
-        elif self.prior:
+        elif self.prior and not self.fitted_prior:
             mid_obs = self.task.obs_slice(self.task.obs_processed, self.llc.mid_obs_names)
             self.anchor_skill = self.llc.prior_skill(mid_obs, self.previous_skill)
             one_hot = torch.nn.functional.one_hot(self.anchor_skill, self.llc.num_skills).to(obs)
@@ -151,8 +154,11 @@ class LatentSkillEnv:
         # counts in extras["nan_actions"] and resets, as it does a flat policy's
         bad = None if self.mode == "discrete" else ~torch.isfinite(hl).view(n, -1).all(-1)
         mid_obs = task.obs_slice(task.obs_processed, llc.mid_obs_names) if llc.mid_obs_names else None
-        anchored = self.prior and self.mode == "continuous"
-        if anchored:                                # the prior's skill, shifted by a in units of its std
+        anchored = self.prior and self.mode == "continuous" and not self.fitted_prior
+        if self.fitted_prior:                       # the fitted prior at the decision's state, shifted by a
+            prior_obs = task.obs_slice(task.obs_processed, llc.latent_prior_obs_names)
+            z, head, choice = llc.prior_latent(prior_obs, self.prior_scale * hl), None, None
+        elif anchored:                              # the prior's skill, shifted by a in units of its std
             choice, shift = self.anchor_skill, self.prior_scale * hl
             mu, std = llc.skill_latent(mid_obs, choice)
             z, head = mu + std * shift, None

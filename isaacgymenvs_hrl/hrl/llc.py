@@ -41,10 +41,12 @@ class LowLevelController(nn.Module):
     def __init__(self, spec: dict, policy: nn.Module, mid: nn.Module | None = None,
                  obs_mean: torch.Tensor | None = None, obs_std: torch.Tensor | None = None,
                  mid_obs_mean: torch.Tensor | None = None, mid_obs_std: torch.Tensor | None = None,
-                 skill_prior: nn.Module | None = None):
+                 skill_prior: nn.Module | None = None, latent_prior: nn.Module | None = None):
         super().__init__()
         self.spec = spec
         self.policy, self.mid, self.skill_prior = policy, mid, skill_prior
+        # a fitted p(z | x) on obs.latent_prior (continuous LLCs without a mid level; skills/latent_prior.py)
+        self.latent_prior = latent_prior
         lat = spec["latent"]
         self.latent_dim = int(lat["dim"])
         self.normalization = lat.get("normalization", "none")
@@ -56,6 +58,7 @@ class LowLevelController(nn.Module):
         self.squash = spec["action"].get("squash", "clip")
         self.obs_names = [n for n, _ in spec["obs"]["policy"]]
         self.mid_obs_names = [n for n, _ in spec["obs"].get("mid", [])]
+        self.latent_prior_obs_names = [n for n, _ in spec["obs"].get("latent_prior", [])]
         for name, t in (("obs_mean", obs_mean), ("obs_std", obs_std),
                         ("mid_obs_mean", mid_obs_mean), ("mid_obs_std", mid_obs_std)):
             self.register_buffer(name, t if t is not None else torch.zeros(0), persistent=True)
@@ -125,8 +128,21 @@ class LowLevelController(nn.Module):
     @property
     def has_latent_prior(self) -> bool:
         """Whether the LLC ships a state-conditioned latent prior p(z | x) to anchor a continuous high
-        level to (HeLMS: the mid level's component of the skill prior's most likely skill)."""
-        return self.mid is not None and self.skill_prior is not None
+        level to (HeLMS: the mid level's component of the skill prior's most likely skill; LDSE, NPMP:
+        a fitted ``latent_prior``)."""
+        return (self.mid is not None and self.skill_prior is not None) or self.latent_prior is not None
+
+    def fitted_latent_prior(self, prior_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fitted prior N(mu(x), sigma(x)) on the raw obs.latent_prior slices: mean and std (N, d),
+        in the units the policy's latent normalization reads (``prior_latent`` applies it)."""
+        mean, log_std = self.latent_prior(prior_obs)
+        return mean, log_std.exp()
+
+    def prior_latent(self, prior_obs: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """z = normalize(mu_p(x) + sigma_p(x) * shift): the policy's latent at ``shift`` prior stds
+        from the fitted prior's mean (N, d)."""
+        mean, std = self.fitted_latent_prior(prior_obs)
+        return normalize_latent(mean + std * shift, self.normalization)
 
     def prior_skill(self, mid_obs: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
         """The skill prior's most likely next skill (N,)."""

@@ -4,7 +4,8 @@
      "spec": {
         "task_family": "humanoid",                        # which robot/tasks it drives
         "obs": {"policy": [["proprio", 52]],              # named task observation slices it reads
-                "mid": [["proprio", 52], ["objects", 21]]},   # discrete/mixture mid level only
+                "mid": [["proprio", 52], ["objects", 21]],    # discrete/mixture mid level only
+                "latent_prior": [["proprio", 52], ["objects", 21]]},   # fitted latent prior only
         "action": {"dim": 21, "control_type": "torque", "scale": 1.0, "squash": "clip"|"tanh"},
         "latent": {"dim": 8, "normalization": "sphere"|"tanh"|"clip"|"none", "scale": 1.0,
                    "modes": ["continuous", ...],
@@ -13,9 +14,12 @@
         "default_steps": 5, "control_dt": 0.02,           # k, and the control period it was trained at
         "architecture": {"policy": {"type": "skill_policy", ...kwargs} | {"type": "torchscript"},
                          "mid": {"type": "component_encoder", ...},
-                         "skill_prior": {"type": "skill_prior", ...}},    # HeLMS, optional: p(y_t | y_{t-1}, x_t) on obs.mid
-        "provenance": {"algorithm", "dataset", "seed", "commit", "metrics", ...}},
+                         "skill_prior": {"type": "skill_prior", ...},     # HeLMS, optional: p(y_t | y_{t-1}, x_t) on obs.mid
+                         "latent_prior": {"type": "latent_prior", ...}},  # optional, continuous: p(z | x) on obs.latent_prior
+        "provenance": {"algorithm", "dataset", "seed", "commit", "metrics", ...,
+                       "latent_prior": {how the prior was fitted, its held-out NLL}}},
      "weights": {"policy": state_dict | TorchScript bytes, "mid": state_dict, "skill_prior": state_dict,
+                 "latent_prior": state_dict (with its observation normalizer),
                  "obs_mean", "obs_std", "mid_obs_mean", "mid_obs_std": tensors or None}}
 
 Loading validates the structure, rebuilds the modules and returns a frozen LowLevelController;
@@ -85,12 +89,35 @@ def check_spec(spec: dict) -> None:
                            f"{tuple(mean.shape)} and {tuple(std.shape)}")
     if "multires" in modes and not _require(spec, "latent.multires.horizons"):
         raise LLCError("latent.multires.horizons: expected a list of horizons, found an empty one")
+    if "latent_prior" in spec["architecture"] or "latent_prior" in spec["obs"]:
+        _check_latent_prior_spec(spec)
     for part, arch in spec["architecture"].items():
         allowed = sorted(ARCHITECTURES) + (["torchscript"] if part == "policy" else [])
         if not isinstance(arch, dict) or arch.get("type") not in allowed:
             raise LLCError(f"architecture.{part}.type: expected one of {allowed}, found "
                            f"{arch.get('type') if isinstance(arch, dict) else arch!r}")
     _check_values(spec)
+
+
+def _check_latent_prior_spec(spec: dict) -> None:
+    """A fitted latent prior belongs to a continuous latent, reads obs.latent_prior and matches both sizes."""
+    arch, slices = _require(spec, "architecture.latent_prior"), _require(spec, "obs.latent_prior")
+    if "continuous" not in spec["latent"]["modes"]:
+        raise LLCError(f"architecture.latent_prior: a latent prior anchors mode continuous, which latent.modes "
+                       f"{spec['latent']['modes']} lacks; drop the prior or fit it on a continuous LLC")
+    if not isinstance(arch, dict) or not isinstance(slices, list):
+        return                                      # the type and slice checks below name them
+    d = spec["latent"]["dim"]
+    if arch.get("latent_dim") != d:
+        raise LLCError(f"architecture.latent_prior.latent_dim is {arch.get('latent_dim')!r} but latent.dim is {d}; "
+                       "fit the prior again on this LLC (hrl-skills-prior)")
+    try:
+        size = sum(int(n) for _, n in slices)
+    except (TypeError, ValueError):
+        return
+    if arch.get("obs_dim") != size:
+        raise LLCError(f"architecture.latent_prior.obs_dim is {arch.get('obs_dim')!r} but obs.latent_prior "
+                       f"sums to {size}; fit the prior again on this LLC (hrl-skills-prior)")
 
 
 def _number(spec: dict, path: str, low: float, integer: bool = False, low_open: bool = False):
@@ -150,7 +177,7 @@ def _module_to_bytes(module: nn.Module) -> bytes:
 
 def save_llc(path: str | os.PathLike, spec: dict, policy: nn.Module, mid: nn.Module | None = None,
              obs_mean=None, obs_std=None, mid_obs_mean=None, mid_obs_std=None,
-             skill_prior: nn.Module | None = None) -> Path:
+             skill_prior: nn.Module | None = None, latent_prior: nn.Module | None = None) -> Path:
     """Write an LLC checkpoint atomically (temporary file, then rename)."""
     spec = dict(spec)
     check_spec(spec)
@@ -160,21 +187,45 @@ def save_llc(path: str | os.PathLike, spec: dict, policy: nn.Module, mid: nn.Mod
         policy_weights = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
     weights = {"policy": policy_weights,
                "mid": None if mid is None else {k: v.detach().cpu() for k, v in mid.state_dict().items()}}
-    if skill_prior is not None:
-        weights["skill_prior"] = {k: v.detach().cpu() for k, v in skill_prior.state_dict().items()}
+    for part, module in (("skill_prior", skill_prior), ("latent_prior", latent_prior)):
+        if module is not None:
+            weights[part] = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     for name, t in (("obs_mean", obs_mean), ("obs_std", obs_std),
                     ("mid_obs_mean", mid_obs_mean), ("mid_obs_std", mid_obs_std)):
         weights[name] = None if t is None else torch.as_tensor(t, dtype=torch.float32).cpu()
-    for part in ("policy", "mid", "skill_prior"):
+    for part in ("policy", "mid", "skill_prior", "latent_prior"):
         if isinstance(weights.get(part), dict):
             _check_finite(weights[part], f"weights.{part}")
     _check_normalizers(weights)
+    return _write(path, spec, weights)
+
+
+def _write(path, spec: dict, weights: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     from ..utils.atomic import commit, tmp_path
     tmp = tmp_path(path)
     torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "spec": spec, "weights": weights}, tmp)
     commit(tmp, path)           # fsynced, then renamed: a good file is only ever replaced by a complete one
+    return path
+
+
+def with_latent_prior(source, output, prior: nn.Module, obs_slices: list, fit: dict, trust_code: bool = False) -> Path:
+    """Write ``output``: the LLC at ``source`` (a path or library name) plus a fitted latent prior
+    reading ``obs_slices``, with how it was fitted (``fit``) in spec.provenance.latent_prior. The
+    source's weights are copied as stored; the new file is loaded back before this returns."""
+    src = resolve(source, kind="llc")
+    load_llc(src, trust_code=trust_code)                         # the source itself must be sound
+    blob = torch.load(src, map_location="cpu", weights_only=True)
+    spec, weights = dict(blob["spec"]), dict(blob["weights"])
+    spec["obs"] = {**spec["obs"], "latent_prior": [[str(n), int(k)] for n, k in obs_slices]}
+    spec["architecture"] = {**spec["architecture"], "latent_prior": {"type": "latent_prior", **prior.config}}
+    spec["provenance"] = {**spec.get("provenance", {}), "latent_prior": fit}
+    check_spec(spec)
+    weights["latent_prior"] = {k: v.detach().cpu() for k, v in prior.state_dict().items()}
+    _check_finite(weights["latent_prior"], "weights.latent_prior")
+    path = _write(output, spec, weights)
+    load_llc(path, trust_code=trust_code)
     return path
 
 
@@ -274,7 +325,7 @@ def load_llc(path: str | os.PathLike, device: str = "cpu", trust_code: bool = Fa
         except TypeError as exc:
             raise LLCError(f"architecture.policy: bad arguments for {arch['policy']['type']} ({exc})") from None
         _load_weights(policy, weights.get("policy"), "policy")
-    mid = skill_prior = None
+    mid = skill_prior = latent_prior = None
     if "mid" in arch:
         mid = build(arch["mid"])
         _load_weights(mid, weights.get("mid"), "mid")
@@ -284,11 +335,20 @@ def load_llc(path: str | os.PathLike, device: str = "cpu", trust_code: bool = Fa
                            "mid level's observation (obs.mid)")
         skill_prior = build(arch["skill_prior"])
         _load_weights(skill_prior, weights.get("skill_prior"), "skill_prior")
-    for name, module in (("policy", policy), ("mid", mid), ("skill_prior", skill_prior)):
+    if "latent_prior" in arch:
+        try:
+            latent_prior = build(arch["latent_prior"])
+        except (TypeError, ValueError) as exc:
+            raise LLCError(f"architecture.latent_prior: bad arguments for latent_prior ({exc})") from None
+        _load_weights(latent_prior, weights.get("latent_prior"), "latent_prior")
+    for name, module in (("policy", policy), ("mid", mid), ("skill_prior", skill_prior), ("latent_prior", latent_prior)):
         if module is not None and not all(torch.isfinite(p).all() for p in module.state_dict().values()
                                           if torch.is_floating_point(p)):
             raise LLCError(f"weights.{name} contain NaN or infinite values; the training that wrote "
                            "this checkpoint diverged")
+    if latent_prior is not None and (latent_prior.obs_std <= 0).any():
+        raise LLCError("weights.latent_prior.obs_std has zero or negative entries; a std must be positive "
+                       "(fit the prior again with hrl-skills-prior)")
     obs_dims = {"obs": sum(int(n) for _, n in spec["obs"]["policy"]),
                 "mid_obs": sum(int(n) for _, n in spec["obs"].get("mid", [])) or None}
     _check_normalizers(weights, obs_dims)
@@ -301,7 +361,7 @@ def load_llc(path: str | os.PathLike, device: str = "cpu", trust_code: bool = Fa
                                f"({'obs slices' if key == 'obs_dim' else key.replace('_dim', '.dim')}); "
                                "the checkpoint was edited or written by another version")
     llc = LowLevelController(spec, policy, mid, weights.get("obs_mean"), weights.get("obs_std"),
-                             weights.get("mid_obs_mean"), weights.get("mid_obs_std"), skill_prior)
+                             weights.get("mid_obs_mean"), weights.get("mid_obs_std"), skill_prior, latent_prior)
     llc = llc.to(device).eval()
     for p in llc.parameters():
         p.requires_grad_(False)
@@ -317,7 +377,7 @@ def validate_llc_for_task(llc: LowLevelController, task, mode: str, hl_obs_names
     if spec["task_family"] != task_spec.task_family:
         raise LLCError(f"task_family: task {name} expects an LLC for '{task_spec.task_family}', "
                        f"the checkpoint is for '{spec['task_family']}'")
-    for part in ("policy", "mid"):
+    for part in ("policy", "mid", "latent_prior"):
         for slice_name, size in spec["obs"].get(part, []):
             if slice_name not in sizes:
                 raise LLCError(f"obs.{part}: the LLC reads observation slice '{slice_name}', which task "

@@ -71,7 +71,30 @@ class SkillPrior(nn.Module):
         return torch.log_softmax(self.net(obs).view(-1, self.k + 1, self.k), -1)
 
 
-ARCHITECTURES = {"skill_policy": SkillPolicy, "component_encoder": ComponentEncoder, "skill_prior": SkillPrior}
+class LatentPrior(nn.Module):
+    """A state-conditioned prior over a continuous LLC's latent, p(z | x) = N(mu(x), sigma(x)), on raw
+    observations (its normalizer is part of its weights): the latent the LLC's skills take from a
+    state, so a high level can start at it (skills/latent_prior.py fits it)."""
+
+    def __init__(self, obs_dim: int, latent_dim: int, hidden=(256, 256), activation: str = "elu"):
+        super().__init__()
+        self.d = latent_dim
+        # what a checkpoint's architecture.latent_prior records to rebuild it
+        self.config = {"obs_dim": int(obs_dim), "latent_dim": int(latent_dim), "hidden": [int(h) for h in hidden],
+                       "activation": activation}
+        self.net = mlp([obs_dim, *hidden, 2 * latent_dim], activation)
+        self.register_buffer("obs_mean", torch.zeros(obs_dim))
+        self.register_buffer("obs_std", torch.ones(obs_dim))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-std (N, d), the log-std clamped to [-5, 2] as every latent Gaussian here."""
+        x = ((obs - self.obs_mean) / self.obs_std).clamp(-5.0, 5.0)
+        mean, log_std = self.net(x).chunk(2, -1)
+        return mean, log_std.clamp(-5.0, 2.0)
+
+
+ARCHITECTURES = {"skill_policy": SkillPolicy, "component_encoder": ComponentEncoder, "skill_prior": SkillPrior,
+                 "latent_prior": LatentPrior}
 
 
 def build(spec: dict) -> nn.Module:
