@@ -9,11 +9,14 @@
 #            learn to walk backward or sideways, and its LLCs do not beat walk_* on HumanoidHeading
 #            (docs/hrl.md), so it adds to the library only when asked for: STAGES=omni
 #   franka   stacking expert rollouts -> BC, HeLMS, LDSE, MRS, NPMP LLCs          ~45 min
+#            (LDSE and NPMP then get a fitted latent prior p(z | x): hrl-skills-prior, ~5 min)
+#   peg      round-peg insertion expert rollouts -> HeLMS, LDSE, NPMP LLCs, LDSE and NPMP with a
+#            fitted latent prior                                                   ~10 min
 # Usage: bash benchmarks/build_skill_library.sh [WORKDIR]      (STAGES="humanoid franka" to skip some;
 #        a stage that needs a teacher takes this run's, else the shipped one)
 set -euo pipefail
 WORK=${1:-build_library}
-STAGES=${STAGES:-teacher humanoid franka}
+STAGES=${STAGES:-teacher humanoid franka peg}
 mkdir -p "$WORK" && cd "$WORK"
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 # run a command, then add its output to the library with that exact command as provenance
@@ -23,6 +26,18 @@ build() {   # build NAME KIND FILE SEED DATASET DESCRIPTION -- COMMAND...
   "$@"
   hrl-library add "$name" "$file" --kind "$kind" --seed "$seed" --command "$*" --description "$desc" \
     ${dataset:+--dataset "$dataset"}
+}
+
+# fit a latent prior p(z | x) into a library LLC from its dataset and record the new file with both
+# commands (skills/latent_prior.py): with_prior NAME DATASET DESCRIPTION [hrl-skills-prior options...]
+with_prior() {
+  local name=$1 D=$2 desc=$3; shift 3
+  local out=llcs/${name#*/}_prior.llc.pt made
+  made=$(python -c "from isaacgymenvs_hrl.hrl.library import load_manifest; print(load_manifest()['$name']['command'])")
+  local cmd=(hrl-skills-prior "$name" --dataset "$D" --output "$out" "$@")
+  echo "+ ${cmd[*]}"
+  "${cmd[@]}"
+  hrl-library add "$name" "$out" --kind llc --seed 0 --dataset "$D" --description "$desc" --command "$made && ${cmd[*]}"
 }
 
 # BC, NPMP and LDSE over one walking dataset: walking_llcs NAME_PREFIX DATASET DESCRIPTION_PREFIX
@@ -111,6 +126,30 @@ if has franka; then
     hrl-skills algo=mrs output=llcs/stack_mrs.llc.pt "${COMMON[@]}" $LOW skills.stride=16 skills.epochs=6
   build franka/stack_npmp llc llcs/stack_npmp.llc.pt 0 $D "NPMP: look-ahead encoder + AR(1) prior" -- \
     hrl-skills algo=npmp output=llcs/stack_npmp.llc.pt "${COMMON[@]}" skills.seq_stride=16 skills.epochs=10
+  # a continuous high level anchored to a latent prior (task.env.llc.prior=True) starts where the skills
+  # go in each state: LDSE's from its encoder's latents, NPMP's (no encoder saved) from its policy's
+  with_prior franka/stack_ldse $D "LDSE: 8-step local-dynamics latent; latent prior p(z | x) fitted to its encoder's latents"
+  with_prior franka/stack_npmp $D "NPMP: look-ahead encoder + AR(1) prior; latent prior p(z | x) fitted to the latents its policy infers" \
+    --stride 10 --invert-iters 80
+fi
+
+if has peg; then
+  hrl-collect task=FrankaPegInHole policy=expert num_envs=64 num_episodes=400 noise=0.05 seed=1 \
+    output=datasets/peg_round.hdf5
+  D=datasets/peg_round.hdf5
+  COMMON=(dataset=$D seed=0 torch_threads=1 report.videos=false report.exploration=false)
+  build franka/peg_helms llc llcs/peg_helms.llc.pt 0 $D "HeLMS on round-peg insertion data: 6 discrete skills -> latent -> controller (reads joint positions, finger opening, wrist F/T; the mid level reads proprio, peg, hole, F/T)" -- \
+    hrl-skills algo=helms output=llcs/peg_helms.llc.pt "${COMMON[@]}" skills.policy_obs=[proprio.joint_pos,proprio.gripper,ft] \
+    skills.mid_obs=[proprio,peg,hole,ft] skills.seq_stride=32 skills.epochs=12
+  build franka/peg_ldse llc llcs/peg_ldse.llc.pt 0 $D "LDSE on round-peg insertion data (peg in hand, 1 mm): 8-step local-dynamics latent; the policy reads proprio + wrist F/T; the encoder beside it does skill matching" -- \
+    hrl-skills algo=ldse output=llcs/peg_ldse.llc.pt "${COMMON[@]}" skills.policy_obs=[proprio,ft] skills.stride=8 skills.epochs=10 \
+    skills.latent_scale=2.0
+  build franka/peg_npmp llc llcs/peg_npmp.llc.pt 0 $D "NPMP on round-peg insertion data: look-ahead encoder + AR(1) prior; the policy reads proprio + wrist F/T" -- \
+    hrl-skills algo=npmp output=llcs/peg_npmp.llc.pt "${COMMON[@]}" skills.policy_obs=[proprio,ft] skills.seq_stride=16 skills.epochs=10 \
+    skills.latent_scale=2.0
+  with_prior franka/peg_ldse $D "LDSE on round-peg insertion data (peg in hand, 1 mm): 8-step local-dynamics latent; the policy reads proprio + wrist F/T; the encoder beside it does skill matching; latent prior p(z | x) fitted to its encoder's latents"
+  with_prior franka/peg_npmp $D "NPMP on round-peg insertion data: look-ahead encoder + AR(1) prior; the policy reads proprio + wrist F/T; latent prior p(z | x) fitted to the latents its policy infers" \
+    --stride 10 --invert-iters 80
 fi
 hrl-library verify
 hrl-library list
