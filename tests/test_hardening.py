@@ -119,10 +119,10 @@ TRAIN_CASES = [
     ("nan-ckpt", lambda f: [f"checkpoint={f['dir'] / 'nan.pth'}"], ["a2c_network.mu.bias holds NaN"]),
     ("list-ckpt", lambda f: ["test=True", f"checkpoint={f['dir'] / 'list.pth'}"], ["holds a list, not an rl-games checkpoint"]),
     ("other-task-ckpt", lambda f: ["task=FrankaStack", "train.params.config.minibatch_size=128", f"checkpoint={f['good']}"],
-     ["layer model.running_mean_std.running_mean is (55,) in the checkpoint but (80,) here",
-      "55 observations in the checkpoint, 80 in this task"]),
+     ["layer model.running_mean_std.running_mean is (55,) in the checkpoint but (86,) here",
+      "55 observations in the checkpoint, 86 in this task"]),
     ("other-task-ckpt-test", lambda f: ["task=FrankaStack", "test=True", f"checkpoint={f['good']}"],
-     ["(55,) in the checkpoint but (80,) here"]),
+     ["(55,) in the checkpoint but (86,) here"]),
     ("other-network-ckpt-test", lambda f: ["test=True", "train.params.network.mlp.units=[32]", f"checkpoint={f['good']}"],
      ["layer model.a2c_network.actor_mlp.0.weight is (256, 55) in the checkpoint but (32, 55) here"]),
 ]

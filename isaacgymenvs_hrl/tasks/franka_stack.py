@@ -22,6 +22,9 @@ Observation layout:
   objects (45): per colour (r, g, b): position (3), quaternion (4, wxyz), half height, half width;
                 end effector -> object vectors (3 x 3); red->green, red->blue, green->blue (3 x 3)
   task (13):    variant one-hot (7), object-set one-hot (5), pyramid side (+-1 in y, 0 otherwise)
+  grasp_yaw (6): per colour, sin and cos of the object's grasp symmetry order times (object yaw - tool
+                yaw): the turn to the nearest grasp face as a smooth function, which a network does
+                not easily get from the two quaternions (order 0, any yaw: 0 and 1)
 
 Grasp sensor (``grasp()``, not an observation slice, so datasets and LLCs keep their layout): an
 env is in a grasp when both finger bodies touch the same active object. One MuJoCo ``contact``
@@ -40,6 +43,7 @@ import mujoco
 import numpy as np
 import torch
 
+from ..controllers.arm_action import tool_yaw
 from .base.markers import BOX, Marker
 from .demo_states import DemoStates
 from .franka_base import (GRIP_MAX, PROPRIO_SIZE, FrankaBase, TaskConfigError, base_spec, parse_choice,
@@ -104,7 +108,8 @@ class FrankaStack(FrankaBase):
                             "opening (m per finger), TCP position (m), TCP quaternion (wxyz)",
                  "objects": "per colour r, g, b: position (m), quaternion (wxyz), half height (m), half "
                             "width (m); TCP -> object vectors (m); red->green, red->blue, green->blue (m)",
-                 "task": "variant one-hot (7), object-set one-hot (5), pyramid side (+-1)"}
+                 "task": "variant one-hot (7), object-set one-hot (5), pyramid side (+-1)",
+                 "grasp_yaw": "per colour r, g, b: sin, cos of symmetry order * (object yaw - tool yaw)"}
     # per-step signals reported in extras, not in the observation (obs_units covers obs slices only)
     extras_units = {"grasp": "(N,) bool: both fingers in contact with one active object (MuJoCo contact "
                              "sensors, one physics step old); grasp() / grasped_colour() (0 r, 1 g, 2 b, -1)"}
@@ -200,7 +205,8 @@ class FrankaStack(FrankaBase):
         return write_scene(spec, "franka_stack")
 
     def obs_layout(self):
-        return OrderedDict(proprio=PROPRIO_SIZE, objects=45, task=len(VARIANTS) + len(SET_NAMES) + 1)
+        return OrderedDict(proprio=PROPRIO_SIZE, objects=45, task=len(VARIANTS) + len(SET_NAMES) + 1,
+                           grasp_yaw=6)
 
     # ---- object state -------------------------------------------------------------------
     def object_qpos(self) -> torch.Tensor:
@@ -319,13 +325,14 @@ class FrankaStack(FrankaBase):
 
     def compute_observations(self):
         pose = self.object_qpos()
-        hh, hw, _ = self.object_dims()
-        ee_pos, _ = self.ee_pose()
+        hh, hw, sym = self.object_dims()
+        ee_pos, ee_rot = self.ee_pose()
         objects = compute_stack_object_obs(pose, hh, hw, ee_pos)
         task = torch.cat([torch.nn.functional.one_hot(self.variant_id, len(VARIANTS)).float(),
                           torch.nn.functional.one_hot(self.group_id, len(SET_NAMES)).float(),
                           self.pyramid_side[:, None]], dim=-1)
-        self.obs_buf[:] = torch.cat([self.proprio_obs(), objects, task], dim=-1)
+        grasp_yaw = compute_grasp_yaw_obs(pose, sym.to(pose.dtype), tool_yaw(ee_rot))
+        self.obs_buf[:] = torch.cat([self.proprio_obs(), objects, task, grasp_yaw], dim=-1)
 
 
 # ---- batched math -------------------------------------------------------------------------
@@ -337,6 +344,16 @@ def compute_stack_object_obs(pose: torch.Tensor, hh: torch.Tensor, hw: torch.Ten
     ee_rel = (pos - ee_pos[:, None, :]).flatten(1)                        # (N, 9)
     pairs = torch.cat([pos[:, 1] - pos[:, 0], pos[:, 2] - pos[:, 0], pos[:, 2] - pos[:, 1]], dim=-1)
     return torch.cat([per_obj, ee_rel, pairs], dim=-1)
+
+
+@torch.jit.script
+def compute_grasp_yaw_obs(pose: torch.Tensor, order: torch.Tensor, ee_yaw: torch.Tensor) -> torch.Tensor:
+    """(N, 6): per object sin, cos of order * (object yaw - tool yaw); pose (N, 3, 7), order (N, 3)."""
+    q = pose[:, :, 3:7]
+    yaw = torch.atan2(2.0 * (q[..., 0] * q[..., 3] + q[..., 1] * q[..., 2]),
+                      1.0 - 2.0 * (q[..., 2] * q[..., 2] + q[..., 3] * q[..., 3]))       # (N, 3)
+    turn = order * (yaw - ee_yaw[:, None])
+    return torch.stack([torch.sin(turn), torch.cos(turn)], dim=-1).flatten(1)
 
 
 @torch.jit.script
