@@ -105,7 +105,22 @@ def test_all_object_sets_build_and_rest_on_the_table(sets):
     task = FrankaStack(stack_cfg(numEnvs=8, objectSets=sets, variants=["red_on_blue", "pyramid"]),
                        "cpu", "cpu", -1, True)
     obs = task.reset()["obs"]
-    assert obs.shape == (8, task.num_obs) and task.num_obs == 22 + 45 + 13
+    assert obs.shape == (8, task.num_obs) and task.num_obs == 22 + 45 + 13 + 6
+    # grasp_yaw: the expert's turn to the nearest grasp face, as (sin, cos) of order x turn; any yaw
+    # (cylinders, order 0) reads (0, 1)
+    from isaacgymenvs_hrl.controllers.arm_action import tool_yaw
+    from isaacgymenvs_hrl.experts.base import symmetric_yaw_error
+    from isaacgymenvs_hrl.utils.torch_jit_utils import yaw_from_quat
+    g = task.obs_slice(obs, ["grasp_yaw"]).view(8, 3, 2)
+    _, _, order = task.object_dims()
+    pose = task.object_qpos()
+    ee_yaw = tool_yaw(task.ee_pose()[1])
+    for c in range(3):
+        turn = symmetric_yaw_error(yaw_from_quat(pose[:, c, 3:7]), ee_yaw, order[:, c])
+        k = order[:, c].float()
+        assert torch.allclose(g[:, c, 0], torch.sin(k * turn), atol=1e-4)
+        assert torch.allclose(g[:, c, 1], torch.cos(k * turn), atol=1e-4)
+    assert (order == 0).any() and (order > 0).any(), "both kinds of object in the sample"
     for _ in range(5):
         task.step(torch.zeros(8, task.num_actions))
     hh, _, _ = task.object_dims()
