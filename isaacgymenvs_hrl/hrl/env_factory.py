@@ -16,6 +16,7 @@ from ..tasks import isaacgym_task_map
 from ..tasks.base.latency import Latency
 from ..utils.config import as_bool
 from ..utils.viewer import PassiveViewer
+from .head_choice import apply_head_choice
 from .latent_skill_env import LatentSkillEnv
 from .llc_checkpoint import load_llc
 
@@ -75,12 +76,14 @@ def wrap_task(task, task_cfg: dict, llc, steps: int | None = None) -> LatentSkil
     describes, running ``llc`` for ``steps`` (None: the LLC's default k) control steps per decision;
     ``task.env.latency.high_level`` delays the decisions."""
     settings = llc_settings(task_cfg)
-    return LatentSkillEnv(task, llc, mode=settings.get("mode", "continuous"), steps=llc.decision_steps(steps),
-                          hl_obs=settings.get("hl_obs") or None, reward=settings.get("reward", "mean"),
-                          llc_gamma=float(settings.get("gamma", 0.99)),
-                          prior=as_bool(settings.get("prior", False), "task.env.llc.prior"),
-                          prior_scale=float(settings.get("prior_scale", 2.0)),
-                          hl_latency=Latency.high_level_from_task_config(task_cfg, task.num_envs, task.device))
+    env = LatentSkillEnv(task, llc, mode=settings.get("mode", "continuous"), steps=llc.decision_steps(steps),
+                         hl_obs=settings.get("hl_obs") or None, reward=settings.get("reward", "mean"),
+                         llc_gamma=float(settings.get("gamma", 0.99)),
+                         prior=as_bool(settings.get("prior", False), "task.env.llc.prior"),
+                         prior_scale=float(settings.get("prior_scale", 2.0)),
+                         hl_latency=Latency.high_level_from_task_config(task_cfg, task.num_envs, task.device))
+    # task.env.llc.head: a multires LLC's head fixed or drawn at random (the high level then picks z only)
+    return apply_head_choice(env, settings)
 
 
 def build_env(task_cfg: dict, rl_device: str = "cpu", sim_device: str = "cpu", *, llc=None,
