@@ -73,6 +73,27 @@ def object_sweep(tmp_path_factory):
     return work, args
 
 
+@pytest.fixture(scope="module")
+def multires_sweep(tmp_path_factory):
+    """multires: the meta-controller, one fixed head (h=32) and a random head over franka/stack_mrs."""
+    work = tmp_path_factory.mktemp("multires")
+    args = ["run", "multires", "arm=meta,h32,random", "setting=sparse", "seed=0", "out=sweep", *TINY]
+    first = study(*args, *JOBLIB, cwd=work)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    return work, args
+
+
+@pytest.fixture(scope="module")
+def stack_sweep(tmp_path_factory):
+    """stack_methods: every arm, on the staged reward."""
+    work = tmp_path_factory.mktemp("stack")
+    args = ["run", "stack_methods", "arm=flat,helms_cat,helms_mix,helms_anchored_z,ldse,npmp", "setting=staged",
+            "seed=0", "out=sweep", *TINY]
+    first = study(*args, *JOBLIB, cwd=work)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    return work, args
+
+
 def check_results(sweep: Path, cells: dict) -> None:
     found = results(sweep)
     assert set(found) == set(cells)
@@ -174,3 +195,97 @@ def test_slurm_launcher_writes_its_job_script(tmp_path):
     jobs = [pickle.load(open(p, "rb")) for p in (tmp_path / "sweep" / ".submitit").glob("*.pkl")]
     assert sorted(j.args[0][0] for j in jobs) == ["arm=flat", "arm=ldse"]
     assert not list((tmp_path / "sweep").glob("*/*/*/runs"))          # nothing ran here
+
+
+def run_config(result_path: Path) -> dict:
+    import yaml
+    return yaml.safe_load((result_path.parent / "config.yaml").read_text())
+
+
+def actor_outputs(result_path: Path) -> int:
+    """The number of actions the cell's trained rl-games actor emits (its checkpoint's mean layer)."""
+    import torch
+    (pth,) = sorted((result_path.parent / "nn").glob("*.pth"))[:1]
+    return int(torch.load(pth, map_location="cpu", weights_only=False)["model"]["a2c_network.mu.weight"].shape[0])
+
+
+def test_multires_sweep_fixes_or_draws_the_head(multires_sweep):
+    work, _ = multires_sweep
+    check_results(work / "sweep", {(arm, "sparse", "s0"): 8 for arm in ("meta", "h32", "random")})
+    found = results(work / "sweep")
+    heads = {arm: run_config(found[(arm, "sparse", "s0")])["task"]["env"]["llc"] for arm in ("meta", "h32", "random")}
+    for arm, llc in heads.items():
+        assert (llc["checkpoint"], llc["mode"], llc["prior"]) == ("franka/stack_mrs", "multires", False)
+    assert (heads["meta"]["head"], heads["h32"]["head"], heads["random"]["head"]) == ("", 3, "random")
+    assert run_config(found[("meta", "sparse", "s0")])["task"]["env"]["rewardType"] == "sparse"
+    # the meta-controller emits 4 + 1 head scores and the 8-d latent; a fixed or random head, the latent only
+    assert {arm: actor_outputs(found[(arm, "sparse", "s0")]) for arm in heads} == {"meta": 13, "h32": 8, "random": 8}
+
+
+def test_stack_methods_sweep_runs_every_arm(stack_sweep):
+    work, _ = stack_sweep
+    k = {"flat": 1, "helms_cat": 5, "helms_mix": 5, "helms_anchored_z": 5, "ldse": 8, "npmp": 5}
+    check_results(work / "sweep", {(arm, "staged", "s0"): v for arm, v in k.items()})
+    algos = {}
+    for (arm, _, _), path in results(work / "sweep").items():
+        cfg = run_config(path)
+        assert cfg["task"]["env"]["rewardType"] == "staged"
+        llc = cfg["task"]["env"]["llc"]
+        algos[arm] = (llc["checkpoint"].split("/")[-1], llc["mode"] if llc["checkpoint"] else "", llc["prior"],
+                      cfg["train"]["params"]["algo"]["name"])
+    assert algos == {"flat": ("", "", False, "a2c_continuous"),
+                     "helms_cat": ("stack_helms", "discrete", True, "hrl_prior_discrete"),
+                     "helms_mix": ("stack_helms", "mixture", False, "hrl_mixture"),
+                     "helms_anchored_z": ("stack_helms", "continuous", True, "hrl_prior_continuous"),
+                     "ldse": ("stack_ldse", "continuous", False, "a2c_continuous"),
+                     "npmp": ("stack_npmp", "continuous", False, "a2c_continuous")}
+
+
+def test_report_and_rerun_of_the_stacking_studies(multires_sweep, stack_sweep):
+    import matplotlib.image
+
+    mres, _ = multires_sweep
+    stack, _ = stack_sweep
+    rep = study("report", str(mres / "sweep"), str(stack / "sweep"), "--out", "docs/results.md", cwd=mres)
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    text = (mres / "docs" / "results.md").read_text()
+    assert "## multires" in text and "## stack_methods" in text
+    for row in (r"meta-controller \(HL picks head and z\) \| 1 \| 256 \(1 x 8\)",
+                r"single resolution h=32 \(head 3\) \| 1 \| 256 \(1 x 8\)",
+                r"random head per decision \| 1 \| 256 \(1 x 8\)", r"flat PPO \| 1 \| 64 \(2 x 1\)",
+                r"HeLMS-cat \(discrete, anchored to the skill prior\) \| 1 \| 160 \(1 x 5\)",
+                r"HeLMS continuous, anchored to the latent prior \| 1 \| 160 \(1 x 5\)"):
+        assert re.search(r"^\| " + row + r" \|", text, re.M), row
+    pngs = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
+    assert len(pngs) == 2
+    for png in pngs:
+        image = matplotlib.image.imread(mres / "docs" / png)
+        assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
+    # the commands written beside the tables rerun the sweeps: every cell is found done, nothing trains
+    runs = sorted(mres.glob("sweep/*/*/*/runs/*")) + sorted(stack.glob("sweep/*/*/*/runs/*"))
+    for name, work, cells in (("multires", mres, 3), ("stack_methods", stack, 6)):
+        command = next(line for line in text.splitlines() if line.startswith(f"hrl-study run {name}"))
+        rerun = study(*shlex.split(command)[1:], *JOBLIB, cwd=work)
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        assert rerun.stdout.count("done already") == cells
+    assert sorted(mres.glob("sweep/*/*/*/runs/*")) + sorted(stack.glob("sweep/*/*/*/runs/*")) == runs
+
+
+def test_every_study_grid_names_its_own_arms_and_settings():
+    """The default grid of each cfg/study file sweeps only arms and settings the file defines, and
+    the two stacking studies sweep every arm they define (an arm left out of the grid is never run)."""
+    import yaml
+
+    from isaacgymenvs_hrl.cli.study import STUDY_DIR, experiments
+
+    assert {"multires", "stack_methods", "peg_transfer", "object_transfer"} <= set(experiments())
+    for name in experiments():
+        cfg = yaml.safe_load((STUDY_DIR / f"{name}.yaml").read_text())
+        grid = cfg["hydra"]["sweeper"]["params"]
+        for axis, defined in (("arm", cfg["arms"]), ("setting", cfg["settings"])):
+            assert set(str(grid[axis]).split(",")) <= set(defined), (name, axis)
+        if name in ("multires", "stack_methods"):
+            assert str(grid["arm"]).split(",") == list(cfg["arms"]), name
+    mres = yaml.safe_load((STUDY_DIR / "multires.yaml").read_text())["arms"]
+    assert [a["train"][-1] for a in mres.values() if a["train"][-1].startswith("task.env.llc.head=")] == \
+        [f"task.env.llc.head={h}" for h in (0, 1, 2, 3, 4, "random")]
