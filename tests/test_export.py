@@ -300,3 +300,24 @@ def test_bad_inputs_are_clear_errors(flat_run, tmp_path):
     res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.export", f"checkpoint={ckpt}", "part=llc"],
                          cwd=d, capture_output=True, text=True, timeout=300, env=ENV)
     assert res.returncode == 2 and "part=llc" in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+def test_runs_whose_decisions_need_state_outside_the_graph_are_refused(tmp_path):
+    """A prior-anchored high level (it reads the prior's choice given the previous skill) and a fixed
+    multires head are not in the exported graph yet: one line, no file written."""
+    for name, extra in (("anchored", ["task=FrankaStackHRL", "task.env.llc.mode=continuous",
+                                      "train=HRLPriorContinuousPPO"]),
+                        ("head", ["task=FrankaStackHRL", "task.env.llc.checkpoint=franka/stack_mrs",
+                                  "task.env.llc.mode=multires", "task.env.llc.prior=False", "task.env.llc.head=1",
+                                  "train=FrankaStackPPO"])):
+        res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.train", *extra, "num_envs=4", "seed=0",
+                              "max_iterations=1", "train.params.config.horizon_length=8",
+                              "train.params.config.minibatch_size=32", "task.env.episodeLength=40", "headless=True",
+                              f"experiment={name}"], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=ENV)
+        assert res.returncode == 0, (res.stdout + res.stderr)[-2000:]
+        (ckpt,) = tmp_path.glob(f"runs/{name}_*/nn/{name}.pth")
+        res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.export", f"checkpoint={ckpt}"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300, env=ENV)
+        expected = "task.env.llc.prior=True" if name == "anchored" else "task.env.llc.head=1"
+        assert res.returncode == 2 and expected in res.stderr and "Traceback" not in res.stderr, res.stderr[-1500:]
+        assert not list(tmp_path.glob("**/*.onnx"))

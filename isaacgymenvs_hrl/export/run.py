@@ -109,11 +109,17 @@ def load_run(checkpoint: str | Path, llc=None) -> TrainedRun:
     state = load_checkpoint(checkpoint)
     cfg = read_run_config(checkpoint)
     params = cfg["train"]["params"]
-    if params["model"]["name"] == "discrete_prior_a2c":
-        raise ExportError(f"checkpoint={checkpoint}: a high level anchored to the skill prior "
-                          "(train=HRLPriorPPO) reads the prior's log-probabilities given each env's previous "
-                          "skill, a state the exported graph does not carry yet; export is not supported for it "
+    llc_cfg = llc_settings(cfg["task"])
+    if params["model"]["name"] in ("discrete_prior_a2c", "continuous_prior_a2c") or \
+            str(llc_cfg.get("prior", False)).lower() == "true":
+        raise ExportError(f"checkpoint={checkpoint}: a high level anchored to the LLC's prior "
+                          "(task.env.llc.prior=True) reads the prior's choice given each env's previous skill, "
+                          "a state the exported graph does not carry yet; export is not supported for it "
                           "(hrl-eval and hrl-train test=True run it)")
+    if str(llc_cfg.get("head", "") or "") not in ("", "None"):
+        raise ExportError(f"checkpoint={checkpoint}: the run fixes the multires head "
+                          f"(task.env.llc.head={llc_cfg['head']}) outside the high level, which the exported graph "
+                          "does not carry yet; export is not supported for it (hrl-eval runs it)")
     task = build_task(cfg)
     env, llc, llc_path, mode, steps = wrap_hierarchical(task, cfg, llc)
     discrete = params["model"]["name"] in ("discrete_a2c", "multi_discrete_a2c")
