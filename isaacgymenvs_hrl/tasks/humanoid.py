@@ -34,14 +34,16 @@ class Humanoid(HumanoidLocomotion):
         # the terms of a falling step: the death cost alone
         self.death_terms = torch.tensor([self.death_cost if k == "death" else 0.0 for k in REWARD_TERMS],
                                         device=self.device)
+        self.forward_w = torch.tensor([1.0, 0.0, 0.0], device=self.device).repeat(self.num_envs, 1)   # (N, 3)
+        self.dof_span = self.dof_high - self.dof_low
 
     def post_physics_step(self):
         qpos, qvel = self.engine.qpos, self.engine.qvel
-        dof_frac = 2 * (qpos[:, 7:] - self.dof_low) / (self.dof_high - self.dof_low) - 1
+        dof_frac = 2 * (qpos[:, 7:] - self.dof_low) / self.dof_span - 1
         self.rew_buf[:], terms, fallen = compute_forward_reward(
             qpos, qvel, self.actions, dof_frac, self.termination_height, self.heading_weight,
             self.up_weight, self.actions_cost, self.energy_cost, self.joints_at_limit_cost,
-            self.death_terms)
+            self.death_terms, self.forward_w, self.up_w)
         self.reset_buf[:] = fallen.long()
         self.episode_sums += terms
 
@@ -50,12 +52,14 @@ class Humanoid(HumanoidLocomotion):
 def compute_forward_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: torch.Tensor,
                            dof_frac: torch.Tensor, termination_height: float, heading_weight: float,
                            up_weight: float, actions_cost: float, energy_cost: float,
-                           joints_at_limit_cost: float, death_terms: torch.Tensor):
+                           joints_at_limit_cost: float, death_terms: torch.Tensor, x_w: torch.Tensor,
+                           z_w: torch.Tensor):
     """Reward, weighted terms (N, 8) in REWARD_TERMS order, fall mask. Progress along world
-    x, alive bonus 2, heading/up bonuses, effort costs; on falling the death cost replaces them all."""
+    x, alive bonus 2, heading/up bonuses, effort costs; on falling the death cost replaces them all.
+    ``x_w``, ``z_w`` (N, 3): world x and z."""
     quat = qpos[:, 3:7]
-    forward_w = quat_rotate(quat, torch.zeros_like(qpos[:, 0:3]) + torch.tensor([1.0, 0.0, 0.0], device=qpos.device))
-    up_w = quat_rotate(quat, torch.zeros_like(qpos[:, 0:3]) + torch.tensor([0.0, 0.0, 1.0], device=qpos.device))
+    forward_w = quat_rotate(quat, x_w)
+    up_w = quat_rotate(quat, z_w)
     heading = torch.where(forward_w[:, 0] > 0.8, torch.ones_like(qpos[:, 0]), forward_w[:, 0] / 0.8)
     up = torch.where(up_w[:, 2] > 0.93, torch.ones_like(qpos[:, 0]), torch.zeros_like(qpos[:, 0]))
     progress = qvel[:, 0]

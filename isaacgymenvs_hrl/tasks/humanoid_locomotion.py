@@ -94,6 +94,10 @@ class HumanoidLocomotion(VecTask):
         self.torque_limit = torch.tensor(self.motor_gear, dtype=torch.float32, device=dev)
         self.neg_torque_limit = -self.torque_limit
         self.up_w = torch.tensor([0.0, 0.0, 1.0], device=dev).repeat(n, 1)     # (N, 3) world up
+        self.down_w = -self.up_w                                                 # (N, 3) world down
+        # pd servo targets in actuator order: the standing pose and the joint limits
+        self.ctrl_target0 = self.default_qpos[7:][self.act_dof]
+        self.ctrl_low, self.ctrl_high = self.dof_low[self.act_dof], self.dof_high[self.act_dof]
         self.commands = torch.zeros(n, 3, device=dev)                    # (N, 3) vx, vy, yaw rate
         self.cmd_low, self.cmd_high = self.cmd_low.to(dev), self.cmd_high.to(dev)
         self.resample_steps = max(1, int(round(self.resample_time / self.dt)))
@@ -180,11 +184,10 @@ class HumanoidLocomotion(VecTask):
     def pre_physics_step(self, actions):
         self.actions = actions.clone()
         if self.control_mode == "pd":
-            target = self.default_qpos[7:][self.act_dof] + actions * self.action_scale
-            ctrl = torch.clamp(target, self.dof_low[self.act_dof], self.dof_high[self.act_dof])
+            torch.clamp(self.ctrl_target0 + actions * self.action_scale, self.ctrl_low, self.ctrl_high,
+                        out=self.engine.ctrl)
         else:
-            ctrl = actions * self.power_scale
-        self.engine.ctrl[:] = ctrl.to(self.engine.ctrl)
+            torch.mul(actions, self.power_scale, out=self.engine.ctrl)
 
     def joint_torques(self) -> torch.Tensor:
         """Actuator torques (N, nu) implied by the last ctrl and the current state."""
@@ -193,7 +196,7 @@ class HumanoidLocomotion(VecTask):
             return ctrl * self.torque_limit
         q, qd = self.actuated(self.engine.qpos[:, 7:]), self.actuated(self.engine.qvel[:, 6:])
         tau = self.kp * (ctrl - q) - self.kv * qd
-        return torch.maximum(torch.minimum(tau, self.torque_limit), self.neg_torque_limit)
+        return torch.clamp(tau, self.neg_torque_limit, self.torque_limit)
 
     def actuated(self, dof_values: torch.Tensor) -> torch.Tensor:
         """Per-joint values (N, num_dof) in actuator order (N, nu)."""
@@ -214,7 +217,7 @@ class HumanoidLocomotion(VecTask):
 
     def reset_idx(self, env_ids):
         n = len(env_ids)
-        qpos = self.default_qpos.repeat(n, 1)
+        qpos = self.default_qpos.expand(n, -1).clone()
         yaw = (torch.rand(n, device=self.device) * 2 - 1) * torch.pi
         qpos[:, 3:7] = quat_from_yaw(yaw)
         noise = (torch.rand(n, self.num_dof, device=self.device) * 2 - 1) * self.reset_noise
@@ -239,17 +242,16 @@ class HumanoidLocomotion(VecTask):
 
     def compute_observations(self):
         self.obs_buf[:] = compute_locomotion_observations(
-            self.engine.qpos, self.engine.qvel, self.commands, self.dof_vel_scale, self.ang_vel_scale)
+            self.engine.qpos, self.engine.qvel, self.commands, self.dof_vel_scale, self.ang_vel_scale, self.down_w)
 
 
 # ---- batched math -------------------------------------------------------------------------
 @torch.jit.script
 def compute_locomotion_observations(qpos: torch.Tensor, qvel: torch.Tensor, commands: torch.Tensor,
-                                    dof_vel_scale: float, ang_vel_scale: float) -> torch.Tensor:
+                                    dof_vel_scale: float, ang_vel_scale: float, down_w: torch.Tensor) -> torch.Tensor:
+    """``down_w`` (N, 3): world -z."""
     quat = qpos[:, 3:7]                                                  # (N, 4) wxyz, torso
-    down = torch.zeros_like(qpos[:, 0:3])
-    down[:, 2] = -1.0
-    gravity_b = quat_rotate_inverse(quat, down)                          # (N, 3)
+    gravity_b = quat_rotate_inverse(quat, down_w)                        # (N, 3)
     lin_vel_h = world_to_heading(qvel[:, 0:3], yaw_from_quat(quat))      # (N, 3)
     ang_vel_b = qvel[:, 3:6] * ang_vel_scale                             # MuJoCo: free joint w is local
     return torch.cat([qpos[:, 2:3], gravity_b, lin_vel_h, ang_vel_b, qpos[:, 7:],

@@ -122,7 +122,7 @@ class VecTask(abc.ABC):
 
     def compute_states(self) -> None:
         """Fill ``states_buf`` (N, num_states) in the order of ``state_layout``."""
-        self.states_buf[:] = torch.cat([self.obs_buf, self.engine.qvel.to(self.obs_buf)], dim=-1)
+        torch.cat([self.obs_buf, self.engine.qvel.to(self.obs_buf)], dim=-1, out=self.states_buf)
 
     def configure_model(self, model) -> None:
         """Edit the compiled MjModel before the engine copies it (default: nothing)."""
@@ -300,7 +300,9 @@ class VecTask(abc.ABC):
             raise TaskConfigError(f"actions must have shape ({self.num_envs}, {self.num_actions}), "
                                   f"got {tuple(actions.shape)}")
         bad_action = (actions - actions).ne(0.0).any(-1)                # (N,) x - x is NaN for NaN and +-inf
-        actions = actions.masked_fill(bad_action[:, None], 0.0)
+        any_bad = bool(bad_action.any())
+        if any_bad:
+            actions = actions.masked_fill(bad_action[:, None], 0.0)
         if self.latency is not None:
             actions = self.latency.delay_actions(actions)
         if self.randomizer is not None:
@@ -318,11 +320,13 @@ class VecTask(abc.ABC):
         self.randomize_buf += 1
 
         self.post_physics_step()
-        terminated = self.reset_buf.bool() | bad_action | self.engine.unstable
+        terminated = self.reset_buf.bool() | self.engine.unstable
+        if any_bad:
+            terminated |= bad_action
+            self.nan_action_count += bad_action.sum()
         truncated = self.progress_buf >= self.max_episode_length
         self.timeout_buf = (truncated & ~terminated).long()
         self.reset_buf = (terminated | truncated).long()
-        self.nan_action_count += bad_action.sum()
         self.unstable_count += self.engine.unstable.sum()
         self.extras["time_outs"] = self.timeout_buf.to(self.rl_device)
         self.extras["nan_actions"] = self.nan_action_count.to(self.rl_device)
