@@ -191,7 +191,7 @@ def test_a_low_level_can_read_one_field_of_a_slice(tmp_path):
     task = make_task(cfg, task_cls=FrankaStack, auto_reset=True)
     assert task.obs_views["proprio.joint_pos"] == slice(0, 7)
     assert task.obs_views["proprio.ee_quat"] == slice(18, 22)
-    assert list(task.obs_slices) == ["proprio", "objects", "task"]       # fields do not add slices
+    assert list(task.obs_slices) == ["proprio", "objects", "task", "grasp_yaw"]   # fields do not add slices
     obs = task.reset()["obs"]
     assert torch.equal(task.obs_slice(obs, ["proprio.joint_pos", "proprio.gripper"]), obs[:, [0, 1, 2, 3, 4, 5, 6, 14]])
     data = collect(task, lambda o: torch.rand(2, task.num_actions) * 2 - 1, num_episodes=2, progress=False)
