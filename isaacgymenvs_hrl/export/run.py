@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
+from ..utils.config import as_bool
 from ..hrl import env_factory
 from ..hrl.env_factory import is_hierarchical, llc_settings, load_task_llc, wrap_task
 from ..hrl.library import resolve
@@ -111,7 +112,7 @@ def load_run(checkpoint: str | Path, llc=None) -> TrainedRun:
     params = cfg["train"]["params"]
     llc_cfg = llc_settings(cfg["task"])
     if params["model"]["name"] in ("discrete_prior_a2c", "continuous_prior_a2c") or \
-            str(llc_cfg.get("prior", False)).lower() == "true":
+            as_bool(llc_cfg.get("prior", False), "task.env.llc.prior"):
         raise ExportError(f"checkpoint={checkpoint}: a high level anchored to the LLC's prior "
                           "(task.env.llc.prior=True) reads the prior's choice given each env's previous skill, "
                           "a state the exported graph does not carry yet; export is not supported for it "

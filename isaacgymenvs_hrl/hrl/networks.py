@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .llc import standardize
+
 ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU, "gelu": nn.GELU}
 
 
@@ -88,7 +90,7 @@ class LatentPrior(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-std (N, d), the log-std clamped to [-5, 2] as every latent Gaussian here."""
-        x = ((obs - self.obs_mean) / self.obs_std).clamp(-5.0, 5.0)
+        x = standardize(obs, self.obs_mean, self.obs_std)
         mean, log_std = self.net(x).chunk(2, -1)
         return mean, log_std.clamp(-5.0, 2.0)
 

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from ..controllers.arm_action import tool_yaw
+from ..utils.torch_jit_utils import yaw_from_quat
 from .base.markers import BOX, Marker
 from .demo_states import DemoStates
 from .franka_base import (GRIP_MAX, PROPRIO_SIZE, FrankaBase, TaskConfigError, base_spec, parse_choice,
@@ -349,9 +350,7 @@ def compute_stack_object_obs(pose: torch.Tensor, hh: torch.Tensor, hw: torch.Ten
 @torch.jit.script
 def compute_grasp_yaw_obs(pose: torch.Tensor, order: torch.Tensor, ee_yaw: torch.Tensor) -> torch.Tensor:
     """(N, 6): per object sin, cos of order * (object yaw - tool yaw); pose (N, 3, 7), order (N, 3)."""
-    q = pose[:, :, 3:7]
-    yaw = torch.atan2(2.0 * (q[..., 0] * q[..., 3] + q[..., 1] * q[..., 2]),
-                      1.0 - 2.0 * (q[..., 2] * q[..., 2] + q[..., 3] * q[..., 3]))       # (N, 3)
+    yaw = yaw_from_quat(pose[:, :, 3:7].reshape(-1, 4)).view(pose.shape[0], -1)          # (N, 3)
     turn = order * (yaw - ee_yaw[:, None])
     return torch.stack([torch.sin(turn), torch.cos(turn)], dim=-1).flatten(1)
 
