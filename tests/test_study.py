@@ -204,9 +204,9 @@ def run_config(result_path: Path) -> dict:
 
 def actor_outputs(result_path: Path) -> int:
     """The number of actions the cell's trained rl-games actor emits (its checkpoint's mean layer)."""
-    import torch
+    from isaacgymenvs_hrl.learning.checkpoints import load_checkpoint
     (pth,) = sorted((result_path.parent / "nn").glob("*.pth"))[:1]
-    return int(torch.load(pth, map_location="cpu", weights_only=False)["model"]["a2c_network.mu.weight"].shape[0])
+    return int(load_checkpoint(pth)["model"]["a2c_network.mu.weight"].shape[0])
 
 
 def test_multires_sweep_fixes_or_draws_the_head(multires_sweep):
