@@ -210,3 +210,15 @@ def test_a_low_level_can_read_one_field_of_a_slice(tmp_path):
     task.close()
     with pytest.raises(ValueError, match="add up to 5, the slice has 6"):
         view_ranges([["a", 6]], {"a": [["x", 2], ["y", 3]]})
+
+
+@pytest.mark.parametrize("name", ["HumanoidLocomotion", "FrankaStack"])
+def test_actions_that_carry_grad_step_the_task(name):
+    """rl-games' SAC player hands its actor's output, grad and all, to env.step."""
+    task = make_task(make_cfg(name=name, env={"numEnvs": 2}), seed=0, task_cls=isaacgym_task_map[name])
+    task.reset()
+    actor = torch.nn.Linear(task.num_obs, task.num_actions)
+    actions = torch.tanh(actor(task.obs_buf))
+    assert actions.requires_grad
+    obs, reward, _, _ = task.step(actions)
+    assert torch.isfinite(reward).all() and not obs["obs"].requires_grad

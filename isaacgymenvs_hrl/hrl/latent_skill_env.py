@@ -146,7 +146,7 @@ class LatentSkillEnv:
         """One high-level action for k control steps. ``on_control_step(i, actions, alive)``, when
         given, runs after each control step (statistics, video frames)."""
         task, llc, n = self.task, self.llc, self.num_envs
-        hl = torch.as_tensor(hl_actions, device=self.device)
+        hl = torch.as_tensor(hl_actions, device=self.device).detach()
         hl = hl.long().view(-1) if self.mode == "discrete" else hl.float()
         if self.hl_latency is not None:
             hl = self.hl_latency.delay_actions(hl)

@@ -295,7 +295,9 @@ class VecTask(abc.ABC):
         if kind in (torch.bool, torch.complex64, torch.complex128) or getattr(kind, "kind", None) in ("b", "c"):
             raise TaskConfigError(f"actions must be real numbers (float), got dtype {kind}; convert them, "
                                   "e.g. actions.float()")
-        actions = torch.as_tensor(actions, device=self.device, dtype=torch.float32)
+        # Detached: physics is not differentiable here, and a client such as rl-games' SAC player
+        # hands over actions that still carry grad.
+        actions = torch.as_tensor(actions, device=self.device, dtype=torch.float32).detach()
         if actions.shape != (self.num_envs, self.num_actions):
             raise TaskConfigError(f"actions must have shape ({self.num_envs}, {self.num_actions}), "
                                   f"got {tuple(actions.shape)}")
