@@ -64,6 +64,24 @@ def test_the_untrained_high_level_is_the_skill_prior_on_real_observations():
     assert categorical_kl(torch.zeros_like(logits), obs[:, -k:]).mean() > 0.05
 
 
+def test_a_floored_anchor_keeps_the_priors_choice_and_gives_every_skill_mass():
+    env = stack_env(8)
+    k = env.llc.num_skills
+    params = to_dict(compose_config(["task=FrankaStackHRL", "train.params.network.prior_floor=0.05"]).train)["params"]
+    register()
+    model = build_network(params, env.num_obs, k)
+    gen = torch.Generator().manual_seed(0)
+    obs = torch.cat([env.reset()["obs"]] + [env.step(torch.randint(k, (env.num_envs,), generator=gen))[0]["obs"].clone()
+                                            for _ in range(4)])
+    model.eval()
+    with torch.no_grad():
+        probs = model({"is_train": False, "obs": obs, "prev_actions": None, "rnn_states": None})["logits"].softmax(-1)
+    prior = obs[:, -k:].softmax(-1)
+    assert prior.min() < 1e-6                               # the learned prior is near-deterministic here
+    assert torch.allclose(probs, 0.95 * prior + 0.05 / k, atol=1e-6)
+    assert torch.equal(probs.argmax(-1), prior.argmax(-1))
+
+
 def test_the_untrained_continuous_high_level_is_the_latent_prior_on_real_observations():
     env = stack_env(8, mode="continuous")
     d, prior_std = env.llc.latent_dim, env.hl_action_info["prior"]["std"]
@@ -176,6 +194,7 @@ def test_elite_replay_keeps_only_the_best_recent_episodes():
     (["task.env.llc.prior=False"], "hrl_prior_discrete anchors the high level"),
     (["train=HRLDiscretePPO"], "needs train.params.algo.name=hrl_prior_discrete"),
     (["train.params.config.hrl_prior.kl_coef=-1"], "kl_coef"),
+    (["train.params.network.prior_floor=1"], "prior_floor must be in [0, 1)"),
 ])
 def test_bad_prior_settings_get_one_line(tmp_path, extra, expected):
     res = _train(tmp_path, "max_iterations=1", *extra)

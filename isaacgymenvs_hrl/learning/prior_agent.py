@@ -49,6 +49,11 @@ class PriorAnchoredBuilder(network_builder.A2CBuilder):
             self.prior_temperature = float(params.get("prior_temperature", 1.0))
             if self.prior_temperature <= 0:
                 raise UserError(f"train.params.network.prior_temperature must be > 0, got {self.prior_temperature}")
+            # > 0 mixes that much of the uniform choice into the anchor: a learned prior puts ~1e-13 on
+            # every skill but one, where PPO's gradient on the other skills vanishes; the argmax stays
+            self.prior_floor = float(params.get("prior_floor", 0.0))
+            if not 0.0 <= self.prior_floor < 1.0:
+                raise UserError(f"train.params.network.prior_floor must be in [0, 1), got {self.prior_floor}")
             super().__init__(params, **kwargs)
             if not self.is_discrete:
                 raise UserError(f"network.name={NETWORK_NAME} is for a discrete high level (space.discrete)")
@@ -63,8 +68,13 @@ class PriorAnchoredBuilder(network_builder.A2CBuilder):
             return logits + log_prior, value, states
 
         def anchor(self, log_prior: torch.Tensor) -> torch.Tensor:
-            """The distribution the policy starts as and is held near: the prior at the temperature."""
-            return torch.log_softmax(log_prior / self.prior_temperature, dim=-1)
+            """The distribution the policy starts as and is held near: the prior at the temperature,
+            mixed with the uniform choice by ``prior_floor``."""
+            log_anchor = torch.log_softmax(log_prior / self.prior_temperature, dim=-1)
+            if self.prior_floor == 0.0:
+                return log_anchor
+            eps = self.prior_floor
+            return torch.logaddexp(log_anchor + math.log1p(-eps), torch.full_like(log_anchor, math.log(eps / self.prior_dim)))
 
     def build(self, name, **kwargs):
         return PriorAnchoredBuilder.Network(self.params, **kwargs)
