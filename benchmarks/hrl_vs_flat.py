@@ -37,19 +37,22 @@ COLUMNS = ("success_per_episode", "targets_reached_per_episode", "heading_error_
 
 
 def conditions(task: str, hl_iters: int, k: int = 5, max_time: float | None = None, llcs=None, flat=True,
-               reward: str | None = None):
+               reward: str | None = None, hl_overrides=()):
     """Equal control steps (``hl_iters`` high-level epochs against ``k`` times as many flat ones), or
     with ``max_time`` equal wall clock: every run trains for that many seconds. ``reward`` sets
-    FrankaStack's task.env.rewardType (dense, staged, sparse) for both arms."""
+    FrankaStack's task.env.rewardType (dense, staged, sparse) for both arms; ``hl_overrides`` are
+    more hrl-train overrides for the high levels only (named in the condition)."""
     budget = (lambda iters: [f"max_iterations={iters}"]) if max_time is None else \
         (lambda iters: ["max_iterations=1000000", f"max_time={max_time:g}"])
     suffix = "" if max_time is None else f" ({max_time:g} s)"
     shared = [f"task.env.rewardType={reward}"] if reward else []
     if reward:
         suffix = f", {reward}{suffix}"
+    variant = "".join(f", {o.partition('=')[0].rsplit('.', 1)[-1]}={o.partition('=')[2]}" for o in hl_overrides)
     for llc in (TASK_LLCS.get(task, LLCS) if llcs is None else llcs):
-        yield f"{task} HL over {llc}{'' if k == 5 else f', k={k}'}{suffix}", [f"task={task}HRL", f"task.env.llc.checkpoint={llc}",
-                                                f"task.env.llc.steps={k}", *shared, *budget(hl_iters)]
+        yield f"{task} HL over {llc}{'' if k == 5 else f', k={k}'}{variant}{suffix}", [
+            f"task={task}HRL", f"task.env.llc.checkpoint={llc}", f"task.env.llc.steps={k}", *shared,
+            *hl_overrides, *budget(hl_iters)]
     if flat:
         size = [] if task in TASK_LLCS else ["num_envs=64", "train.params.config.minibatch_size=512"]
         yield f"{task} flat PPO{suffix}", [f"task={task}", *size, *shared, *budget(hl_iters * k)]
@@ -176,6 +179,8 @@ def main(argv=None):
                    "(default: the humanoid walking skills; FrankaStack: franka/stack_helms)")
     p.add_argument("--reward", default=None, choices=("dense", "staged", "sparse"),
                    help="FrankaStack's task.env.rewardType for both arms")
+    p.add_argument("--hl-override", dest="hl_overrides", nargs="*", default=[],
+                   help="more hrl-train overrides for the high levels, e.g. train.params.network.prior_floor=0.02")
     p.add_argument("--png", default=None, help="also draw the training success curves to this file")
     p.add_argument("--no-flat", dest="flat", action="store_false", help="only the high levels")
     p.add_argument("--no-hl", dest="llcs", action="store_const", const=[], help="only flat PPO")
@@ -187,7 +192,7 @@ def main(argv=None):
     log = lambda s: print(s, flush=True)
     runs = [(name, cmd, seed) for seed in args.seeds for task in args.tasks
             for name, cmd in conditions(task, args.hl_iters, k=args.k, max_time=args.max_time, llcs=args.llcs,
-                                        flat=args.flat, reward=args.reward)]
+                                        flat=args.flat, reward=args.reward, hl_overrides=args.hl_overrides)]
     if args.report_only:
         found = [run_dir(work, name, seed) / "result.json" for name, _, seed in runs]
         results = [json.loads(f.read_text()) for f in found if f.is_file()]
