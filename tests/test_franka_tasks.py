@@ -121,6 +121,9 @@ def test_all_object_sets_build_and_rest_on_the_table(sets):
         assert torch.allclose(g[:, c, 0], torch.sin(k * turn), atol=1e-4)
         assert torch.allclose(g[:, c, 1], torch.cos(k * turn), atol=1e-4)
     assert (order == 0).any() and (order > 0).any(), "both kinds of object in the sample"
+    # objects.ee_to_obj: the TCP -> object vectors, a field a low level can read alone
+    ee_to_obj = task.obs_slice(obs, ["objects.ee_to_obj"]).view(8, 3, 3)
+    assert torch.allclose(ee_to_obj, pose[:, :, :3] - task.ee_pose()[0][:, None], atol=1e-6)
     for _ in range(5):
         task.step(torch.zeros(8, task.num_actions))
     hh, _, _ = task.object_dims()

@@ -21,6 +21,7 @@ Observation layout:
   proprio (22): see franka_base
   objects (45): per colour (r, g, b): position (3), quaternion (4, wxyz), half height, half width;
                 end effector -> object vectors (3 x 3); red->green, red->blue, green->blue (3 x 3)
+                (fields objects.poses, objects.ee_to_obj, objects.obj_to_obj)
   task (13):    variant one-hot (7), object-set one-hot (5), pyramid side (+-1 in y, 0 otherwise)
   grasp_yaw (6): per colour, sin and cos of the object's grasp symmetry order times (object yaw - tool
                 yaw): the turn to the nearest grasp face as a smooth function, which a network does
@@ -100,6 +101,10 @@ class FrankaStack(FrankaBase):
 
     variant_names = VARIANTS
     group_names = SET_NAMES
+    # objects.ee_to_obj lets a low level read where the objects are from the hand (a field a
+    # skill's low level may take, like proprio.joint_pos) without the objects' absolute poses
+    obs_fields = {**FrankaBase.obs_fields,
+                  "objects": (("poses", 27), ("ee_to_obj", 9), ("obj_to_obj", 9))}
     # the objects that object_qpos(), object_dims() and grasped_colour() index, in order: skill
     # diagnostics name a skill's end state by them ("reach red", "lift blue")
     object_names = COLORS
