@@ -116,13 +116,14 @@ if has franka; then
   build franka/stack_bc llc llcs/stack_bc.llc.pt 0 $D "plain BC of the stacking expert (sees object poses)" -- \
     hrl-skills algo=bc output=llcs/stack_bc.llc.pt "${COMMON[@]}" skills.policy_obs=[proprio,objects,task] \
     skills.condition_on=[] skills.epochs=20
-  # HeLMS gets about 16x the gradient steps of its first build: its prior high level stacks zero-shot in 16% of
-  # episodes against 1.2% after 12 epochs (docs/results/stack_prior_anchor.md); ~26 min on one thread
-  # its mid level reads grasp_yaw (the turn to the nearest grasp face); seed 1 of two (seed 0 stacked
-  # zero-shot in 11% of episodes, seed 1 in 34%: docs/results/stack_prior_anchor.md)
-  build franka/stack_helms llc llcs/stack_helms.llc.pt 1 $D "HeLMS: 6 discrete skills -> latent -> controller (reads joint positions + finger opening; its mid level also reads grasp_yaw)" -- \
-    hrl-skills algo=helms output=llcs/stack_helms.llc.pt dataset=$D seed=1 report.videos=false report.exploration=false $LOW \
-    "skills.mid_obs=[proprio,objects,grasp_yaw]" skills.seq_stride=16 skills.epochs=100 torch_threads=1
+  # HeLMS gets about 16x the gradient steps of its first build (docs/results/stack_prior_anchor.md);
+  # ~20 min on one thread. Its mid level reads grasp_yaw (the turn to the nearest grasp face), its low
+  # level the hand -> object vectors as well; seed 1 of two (seed 1's prior stacked zero-shot in 97% of
+  # episodes, seed 2's in 49%: docs/results/stack_prior_anchor.md, round 4)
+  build franka/stack_helms llc llcs/stack_helms.llc.pt 1 $D "HeLMS: 6 discrete skills -> latent -> controller (reads joint positions, finger opening and the hand -> object vectors; its mid level also reads grasp_yaw)" -- \
+    hrl-skills algo=helms output=llcs/stack_helms.llc.pt dataset=$D seed=1 report.videos=false report.exploration=false \
+    "skills.policy_obs=[proprio.joint_pos,proprio.gripper,objects.ee_to_obj]" "skills.mid_obs=[proprio,objects,grasp_yaw]" \
+    skills.seq_stride=16 skills.epochs=100 torch_threads=1
   build franka/stack_ldse llc llcs/stack_ldse.llc.pt 0 $D "LDSE: 8-step local-dynamics latent" -- \
     hrl-skills algo=ldse output=llcs/stack_ldse.llc.pt "${COMMON[@]}" skills.stride=8 skills.epochs=10
   build franka/stack_mrs llc llcs/stack_mrs.llc.pt 0 $D "MRS: skills at horizons 4/8/16/32 + unconditional head (reads joint positions + finger opening)" -- \
