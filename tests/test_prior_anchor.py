@@ -158,7 +158,7 @@ def test_training_moves_the_high_level_off_the_prior_and_tunes_the_kl_coefficien
     (run,) = tmp_path.glob("runs/anchored_*")
     state = load_checkpoint(latest_checkpoint(run))
     # the KL was above its (tiny) target at every minibatch, so the coefficient rose from 0.05
-    assert float(state["hrl_prior_log_coef"]) > math.log(0.05) + 1e-3
+    assert float(state["hrl_prior_log_coef"]) > math.log(0.05) + 1e-5
     # the residual's last layer left zero: the policy is no longer exactly the prior
     assert state["model"]["a2c_network.logits.weight"].abs().max() > 0
     # ended episodes were screened and the best ones replayed
