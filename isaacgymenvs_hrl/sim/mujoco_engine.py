@@ -27,6 +27,13 @@ def _state_offset(model: mujoco.MjModel, bit: int) -> int:
     return mujoco.mj_stateSize(model, _FULL & (bit - 1))
 
 
+def _as_float_numpy(t: torch.Tensor) -> np.ndarray:
+    """``t`` as a numpy array that numpy casts to float64 exactly on assignment (float32 and
+    float64 as they are; other dtypes through torch's float64)."""
+    t = t.detach().cpu()
+    return t.numpy() if t.dtype in (torch.float32, torch.float64) else t.double().numpy()
+
+
 class MujocoEngine(Engine):
     name = "mujoco"
 
@@ -117,8 +124,10 @@ class MujocoEngine(Engine):
         # MuJoCo resets an env's data when it diverges (bad qacc), which restarts its clock.
         diverged = self._state[:, self._sl_time] < t_expected - 0.5 * self.model.opt.timestep
         self._refresh(self._sens_out[:, -1])
-        if self.device.type == "cpu":       # one numpy pass over the float32 values the tasks read
-            diverged |= ~np.isfinite(self.qvel.numpy()).all(-1)
+        if self.device.type == "cpu":       # numpy over the float32 values the tasks read
+            qvel = self.qvel.detach().numpy()
+            if not np.isfinite(qvel.sum()):     # a NaN or inf (or an overflowing sum): find the rows
+                diverged |= ~np.isfinite(qvel).all(-1)
             self.unstable = torch.from_numpy(diverged)
         else:
             self.unstable = torch.from_numpy(diverged).to(self.device) | ~torch.isfinite(self.qvel).all(-1)
@@ -132,6 +141,12 @@ class MujocoEngine(Engine):
                          skip_checks=True, nstep=nsteps, state=self._state_out[one], sensordata=self._sens_out[one])
 
     def _refresh(self, sensordata: np.ndarray | None = None) -> None:
+        if self.device.type == "cpu":       # numpy casts float64 -> float32 into the tensors' memory
+            np.copyto(self.qpos.detach().numpy(), self._state[:, self._sl_qpos])
+            np.copyto(self.qvel.detach().numpy(), self._state[:, self._sl_qvel])
+            if sensordata is not None and self.model.nsensordata:
+                np.copyto(self.sensordata.detach().numpy(), sensordata)
+            return
         self.qpos.copy_(torch.from_numpy(self._state[:, self._sl_qpos]))
         self.qvel.copy_(torch.from_numpy(self._state[:, self._sl_qvel]))
         if sensordata is not None and self.model.nsensordata:
@@ -143,9 +158,10 @@ class MujocoEngine(Engine):
             for i in ids:                       # wakes every body: the new state is not at rest
                 mujoco.mj_resetData(self._models[i], self._env_datas[i])
         self._state[ids, self._sl_time] = 0.0
-        self._state[ids, self._sl_qpos] = qpos.detach().cpu().double().numpy()
-        self._state[ids, self._sl_qvel] = qvel.detach().cpu().double().numpy()
-        self._state[ids, self._sl_act] = 0.0
+        self._state[ids, self._sl_qpos] = _as_float_numpy(qpos)
+        self._state[ids, self._sl_qvel] = _as_float_numpy(qvel)
+        if self.model.na:
+            self._state[ids, self._sl_act] = 0.0
         self.qpos[env_ids] = qpos.to(self.qpos)
         self.qvel[env_ids] = qvel.to(self.qvel)
 

@@ -208,25 +208,25 @@ class HumanoidLocomotion(VecTask):
         rew, terms, fallen = compute_locomotion_reward(
             qpos, qvel, self.actions, self.joint_torques(), self.actuated(qvel[:, 6:]), self.commands,
             self.termination_height, self.reward_scale_vec, self.up_w)
-        self.rew_buf[:] = rew
-        self.reset_buf[:] = fallen.long()
+        self.rew_buf.copy_(rew)
+        self.reset_buf.copy_(fallen)
         self.episode_sums += terms
-        ids = (resample & ~fallen).nonzero().squeeze(-1)
+        ids = torch.gt(resample, fallen).nonzero().squeeze(-1)          # resample & ~fallen
         if len(ids):
             self._sample_commands(ids)
 
     def reset_idx(self, env_ids):
-        n = len(env_ids)
-        qpos = self.default_qpos.expand(n, -1).clone()
+        n, q0 = len(env_ids), self.default_qpos
         yaw = (torch.rand(n, device=self.device) * 2 - 1) * torch.pi
-        qpos[:, 3:7] = quat_from_yaw(yaw)
         noise = (torch.rand(n, self.num_dof, device=self.device) * 2 - 1) * self.reset_noise
-        qpos[:, 7:] = torch.clamp(qpos[:, 7:] + noise, self.dof_low, self.dof_high)
+        # the standing pose's root position, the drawn heading, the noised joints
+        qpos = torch.cat([q0[:3].expand(n, 3), quat_from_yaw(yaw),
+                          torch.clamp(q0[7:] + noise, self.dof_low, self.dof_high)], dim=-1)
         qvel = (torch.rand(n, self.engine.model.nv, device=self.device) * 2 - 1) * 0.1
         self.engine.reset_envs(env_ids, qpos, qvel)
         self._log_episodes(env_ids)
-        self.progress_buf[env_ids] = 0
-        self.actions[env_ids] = 0.0
+        self.progress_buf.index_fill_(0, env_ids, 0)
+        self.actions.index_fill_(0, env_ids, 0.0)
         self._sample_commands(env_ids)
 
     def _log_episodes(self, env_ids):
@@ -238,11 +238,11 @@ class HumanoidLocomotion(VecTask):
         n = len(env_ids)
         cmd = self.cmd_low + (self.cmd_high - self.cmd_low) * torch.rand(n, 3, device=self.device)
         standing = torch.rand(n, device=self.device) < self.standing_prob
-        self.commands[env_ids] = torch.where(standing[:, None], torch.zeros_like(cmd), cmd)
+        self.commands[env_ids] = cmd.masked_fill_(standing[:, None], 0.0)
 
     def compute_observations(self):
-        self.obs_buf[:] = compute_locomotion_observations(
-            self.engine.qpos, self.engine.qvel, self.commands, self.dof_vel_scale, self.ang_vel_scale, self.down_w)
+        self.obs_buf.copy_(compute_locomotion_observations(
+            self.engine.qpos, self.engine.qvel, self.commands, self.dof_vel_scale, self.ang_vel_scale, self.down_w))
 
 
 # ---- batched math -------------------------------------------------------------------------
@@ -250,12 +250,13 @@ class HumanoidLocomotion(VecTask):
 def compute_locomotion_observations(qpos: torch.Tensor, qvel: torch.Tensor, commands: torch.Tensor,
                                     dof_vel_scale: float, ang_vel_scale: float, down_w: torch.Tensor) -> torch.Tensor:
     """``down_w`` (N, 3): world -z."""
-    quat = qpos[:, 3:7]                                                  # (N, 4) wxyz, torso
+    # narrow: one view op, where x[:, a:b] is two in TorchScript
+    quat = qpos.narrow(1, 3, 4)                                          # (N, 4) wxyz, torso
     gravity_b = quat_rotate_inverse(quat, down_w)                        # (N, 3)
-    lin_vel_h = world_to_heading(qvel[:, 0:3], yaw_from_quat(quat))      # (N, 3)
-    ang_vel_b = qvel[:, 3:6] * ang_vel_scale                             # MuJoCo: free joint w is local
-    return torch.cat([qpos[:, 2:3], gravity_b, lin_vel_h, ang_vel_b, qpos[:, 7:],
-                      qvel[:, 6:] * dof_vel_scale, commands], dim=-1)
+    lin_vel_h = world_to_heading(qvel.narrow(1, 0, 3), yaw_from_quat(quat))   # (N, 3)
+    ang_vel_b = qvel.narrow(1, 3, 3) * ang_vel_scale                     # MuJoCo: free joint w is local
+    return torch.cat([qpos.narrow(1, 2, 1), gravity_b, lin_vel_h, ang_vel_b, qpos.narrow(1, 7, qpos.size(1) - 7),
+                      qvel.narrow(1, 6, qvel.size(1) - 6) * dof_vel_scale, commands], dim=-1)
 
 
 @torch.jit.script
@@ -273,17 +274,19 @@ def compute_locomotion_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: t
                               termination_height: float, scales: torch.Tensor, up_w: torch.Tensor):
     """Reward, per-term weighted values (N, terms) in REWARD_TERMS order, and the fall mask.
     ``act_vel`` (N, nu): velocities of the actuated joints; ``up_w`` (N, 3): world z."""
-    quat = qpos[:, 3:7]
-    achieved = achieved_velocity(qpos, qvel)
-    lin_vel_h, yaw_rate_w = achieved[:, 0:2], achieved[:, 2]
-    up = quat_rotate(quat, up_w)[:, 2]
-    fallen = qpos[:, 2] < termination_height
-    lin_err = torch.sum((lin_vel_h - commands[:, 0:2]) ** 2, dim=-1)
-    yaw_err = (yaw_rate_w - commands[:, 2]) ** 2
+    quat = qpos.narrow(1, 3, 4)          # narrow: one view op, where [:, a:b] is two in TorchScript
+    # achieved_velocity's values without its concatenation
+    lin_vel_h = world_to_heading(qvel.narrow(1, 0, 3), yaw_from_quat(quat)).narrow(1, 0, 2)
+    yaw_rate_w = quat_rotate(quat, qvel.narrow(1, 3, 3)).select(1, 2)
+    up = quat_rotate(quat, up_w).select(1, 2)
+    fallen = qpos.select(1, 2) < termination_height
+    cmd_xy = commands.narrow(1, 0, 2)
+    lin_err = torch.sum((lin_vel_h - cmd_xy) ** 2, dim=-1)
+    yaw_err = (yaw_rate_w - commands.select(1, 2)) ** 2
     # velocity along the commanded direction, up to the commanded speed: a dense push to walk,
     # where the tracking kernel alone lets standing still collect exp(-|cmd|^2 / 0.25)
-    speed = torch.norm(commands[:, 0:2], dim=-1)
-    along = torch.sum(lin_vel_h * commands[:, 0:2], dim=-1) / speed.clamp_min(0.1)
+    speed = torch.norm(cmd_xy, dim=-1)
+    along = torch.sum(lin_vel_h * cmd_xy, dim=-1) / speed.clamp_min(0.1)
     progress = torch.where(speed > 0.05, torch.minimum(along, speed) - speed, torch.zeros_like(speed))
     terms = torch.stack([
         torch.exp(-lin_err / 0.25),

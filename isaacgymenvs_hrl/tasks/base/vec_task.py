@@ -301,10 +301,14 @@ class VecTask(abc.ABC):
         if actions.shape != (self.num_envs, self.num_actions):
             raise TaskConfigError(f"actions must have shape ({self.num_envs}, {self.num_actions}), "
                                   f"got {tuple(actions.shape)}")
-        bad_action = (actions - actions).ne(0.0).any(-1)                # (N,) x - x is NaN for NaN and +-inf
-        any_bad = bool(bad_action.any())
+        # One reduction decides: the sum is finite unless an action is NaN or +-inf (or the sum
+        # overflows, which only sends it down the exact per-row check below)
+        any_bad = not math.isfinite(actions.sum().item())
         if any_bad:
-            actions = actions.masked_fill(bad_action[:, None], 0.0)
+            bad_action = (actions - actions).ne(0.0).any(-1)            # (N,) x - x is NaN for NaN and +-inf
+            any_bad = bool(bad_action.any())
+            if any_bad:
+                actions = actions.masked_fill(bad_action[:, None], 0.0)
         if self.latency is not None:
             actions = self.latency.delay_actions(actions)
         if self.randomizer is not None:
@@ -319,17 +323,21 @@ class VecTask(abc.ABC):
                 self.render()
             self._simulate(ctrl_from if i == 0 else None)
         self.progress_buf += 1
-        self.randomize_buf += 1
+        if self.randomizer is not None:     # steps since the last randomization: only it reads them
+            self.randomize_buf += 1
 
         self.post_physics_step()
-        terminated = self.reset_buf.bool() | self.engine.unstable
+        unstable = self.engine.unstable
+        terminated = torch.logical_or(self.reset_buf, unstable)
         if any_bad:
             terminated |= bad_action
             self.nan_action_count += bad_action.sum()
         truncated = self.progress_buf >= self.max_episode_length
-        self.timeout_buf = (truncated & ~terminated).long()
-        self.reset_buf = (terminated | truncated).long()
-        self.unstable_count += self.engine.unstable.sum()
+        # new tensors every step (callers may keep last step's): truncated & ~terminated, and done
+        n, long_ = self.num_envs, dict(dtype=torch.long, device=self.device)
+        self.timeout_buf = torch.gt(truncated, terminated, out=torch.empty(n, **long_))
+        self.reset_buf = torch.logical_or(terminated, truncated, out=torch.empty(n, **long_))
+        self.unstable_count += unstable.sum()
         self.extras["time_outs"] = self.timeout_buf.to(self.rl_device)
         self.extras["nan_actions"] = self.nan_action_count.to(self.rl_device)
         self.extras["unstable_envs"] = self.unstable_count.to(self.rl_device)
@@ -426,7 +434,7 @@ class VecTask(abc.ABC):
         episode = self.extras.setdefault("episode", {})
         for k, mean in zip(names, means.unbind(0)):
             episode[f"rew_{k}"] = mean
-        sums[env_ids] = 0.0
+        sums.index_fill_(0, env_ids, 0.0)
         return length
 
     def zero_actions(self) -> torch.Tensor:
