@@ -323,8 +323,7 @@ class VecTask(abc.ABC):
                 self.render()
             self._simulate(ctrl_from if i == 0 else None)
         self.progress_buf += 1
-        if self.randomizer is not None:     # steps since the last randomization: only it reads them
-            self.randomize_buf += 1
+        self.randomize_buf += 1             # IsaacGymEnvs counts it every step, randomizing or not
 
         self.post_physics_step()
         unstable = self.engine.unstable
