@@ -275,9 +275,8 @@ def compute_locomotion_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: t
     """Reward, per-term weighted values (N, terms) in REWARD_TERMS order, and the fall mask.
     ``act_vel`` (N, nu): velocities of the actuated joints; ``up_w`` (N, 3): world z."""
     quat = qpos.narrow(1, 3, 4)          # narrow: one view op, where [:, a:b] is two in TorchScript
-    # achieved_velocity's values without its concatenation
-    lin_vel_h = world_to_heading(qvel.narrow(1, 0, 3), yaw_from_quat(quat)).narrow(1, 0, 2)
-    yaw_rate_w = quat_rotate(quat, qvel.narrow(1, 3, 3)).select(1, 2)
+    achieved = achieved_velocity(qpos, qvel)
+    lin_vel_h, yaw_rate_w = achieved.narrow(1, 0, 2), achieved.select(1, 2)
     up = quat_rotate(quat, up_w).select(1, 2)
     fallen = qpos.select(1, 2) < termination_height
     cmd_xy = commands.narrow(1, 0, 2)

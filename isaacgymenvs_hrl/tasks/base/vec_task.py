@@ -303,12 +303,10 @@ class VecTask(abc.ABC):
                                   f"got {tuple(actions.shape)}")
         # One reduction decides: the sum is finite unless an action is NaN or +-inf (or the sum
         # overflows, which only sends it down the exact per-row check below)
-        any_bad = not math.isfinite(actions.sum().item())
-        if any_bad:
+        bad_action = None
+        if not math.isfinite(actions.sum().item()):
             bad_action = (actions - actions).ne(0.0).any(-1)            # (N,) x - x is NaN for NaN and +-inf
-            any_bad = bool(bad_action.any())
-            if any_bad:
-                actions = actions.masked_fill(bad_action[:, None], 0.0)
+            actions = actions.masked_fill(bad_action[:, None], 0.0)
         if self.latency is not None:
             actions = self.latency.delay_actions(actions)
         if self.randomizer is not None:
@@ -328,7 +326,7 @@ class VecTask(abc.ABC):
         self.post_physics_step()
         unstable = self.engine.unstable
         terminated = torch.logical_or(self.reset_buf, unstable)
-        if any_bad:
+        if bad_action is not None:
             terminated |= bad_action
             self.nan_action_count += bad_action.sum()
         truncated = self.progress_buf >= self.max_episode_length
