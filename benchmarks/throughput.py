@@ -143,6 +143,34 @@ def machine_info(threads: int) -> dict:
     return info
 
 
+def snapshot_task(task) -> dict:
+    """What decides a task's next steps on the C engine: its and its engine's tensors and arrays,
+    plain attributes and the torch RNG."""
+    objs = {}
+    for obj in (task, task.engine):
+        objs[id(obj)] = (obj, {k: v.clone() if isinstance(v, torch.Tensor) else
+                               v.copy() if isinstance(v, np.ndarray) else v
+                               for k, v in vars(obj).items()
+                               if isinstance(v, (torch.Tensor, np.ndarray, int, float, bool))})
+    return {"rng": torch.get_rng_state(), "objs": objs}
+
+
+def restore_task(task, snap: dict) -> None:
+    """Back to ``snapshot_task``'s state, in place where the attribute is the same-shaped buffer
+    (callers keep references to the task's buffers)."""
+    torch.set_rng_state(snap["rng"])
+    for obj, saved in snap["objs"].values():
+        for k, v in saved.items():
+            cur = getattr(obj, k, None)
+            if isinstance(v, torch.Tensor) and isinstance(cur, torch.Tensor) and cur.shape == v.shape \
+                    and cur.dtype == v.dtype:
+                cur.copy_(v)
+            elif isinstance(v, np.ndarray) and isinstance(cur, np.ndarray) and cur.shape == v.shape:
+                np.copyto(cur, v)
+            else:
+                setattr(obj, k, v.clone() if isinstance(v, torch.Tensor) else copy.copy(v))
+
+
 # ---- C MuJoCo: task vs raw rollout --------------------------------------------------------------
 class TaskRunner:
     """Times ``task.step`` with uniform random actions; counts resets."""
@@ -156,6 +184,7 @@ class TaskRunner:
         self._in_engine = 0.0
         self.recorded_ctrl: list[np.ndarray] = []   # controls applied in untimed runs, for replay
         self._calls: list[np.ndarray] | None = None  # while recording: each engine call's controls
+        self.segment_end_diff = float("nan")   # max |state - recorded end| after run_segment
         engine = task.engine
 
         def timed(fn):
@@ -182,21 +211,41 @@ class TaskRunner:
                 self.recorded_ctrl.append(task.engine.ctrl.double().cpu().numpy())
         elapsed = time.perf_counter() - t0
         if count:
-            self.resets += resets
-            self.steps += nsteps * n
-            self.total_s += elapsed
-            self.engine_s += self._in_engine
+            self._count(nsteps, resets, elapsed)
         return nsteps * n / elapsed
+
+    def run_segment(self, seg: dict) -> float:
+        """The recorded segment again: the task restored to its state at the segment's start and
+        stepped with the segment's actions, so every timed round simulates the physics that the
+        replay row replays (``segment_end_diff`` checks it)."""
+        task, resets = self.task, 0
+        restore_task(task, seg["task_start"])
+        self._in_engine = 0.0
+        t0 = time.perf_counter()
+        for actions in seg["actions"]:
+            _, _, done, _ = task.step(actions)
+            resets += int(done.sum())
+        elapsed = time.perf_counter() - t0
+        self.segment_end_diff = float(np.abs(task.engine._state - seg["end"]).max())
+        self._count(len(seg["actions"]), resets, elapsed)
+        return len(seg["actions"]) * task.num_envs / elapsed
+
+    def _count(self, nsteps: int, resets: int, elapsed: float) -> None:
+        self.resets += resets
+        self.steps += nsteps * self.task.num_envs
+        self.total_s += elapsed
+        self.engine_s += self._in_engine
 
     def record(self, nsteps: int) -> dict:
         """An untimed segment of the task's own run, for the raw side to replay: the engine's full
         state at the start and the end, per control step the controls of each engine call and the
         state rows of the envs reset in that step (after their reset)."""
         engine, n, na = self.task.engine, self.task.num_envs, self.task.num_actions
-        seg = {"start": engine._state.copy(), "steps": []}
+        seg = {"start": engine._state.copy(), "task_start": snapshot_task(self.task), "steps": [], "actions": []}
         for _ in range(nsteps):
             self._calls = []
-            _, _, done, _ = self.task.step(torch.rand(n, na, generator=self.gen) * 2 - 1)
+            seg["actions"].append(torch.rand(n, na, generator=self.gen) * 2 - 1)
+            _, _, done, _ = self.task.step(seg["actions"][-1])
             ids = done.nonzero().squeeze(-1).numpy()
             seg["steps"].append((self._calls, ids, engine._state[ids].copy()))
         self._calls = None
@@ -345,7 +394,8 @@ def bench_mujoco(args, log) -> dict:
     for k in range(args.rounds):
         for name in order[k % len(order):] + order[:k % len(order)]:   # rotate: no fixed slot
             if name == "task":
-                samples["task"].append(task_runner.run(args.steps))
+                samples["task"].append(task_runner.run_segment(segment) if args.task_rounds == "segment"
+                                       else task_runner.run(args.steps))
             else:
                 raws[name].rate = task_runner.reset_rate
                 samples[f"raw_{name}"].append(raws[name].run(args.steps))
@@ -355,7 +405,8 @@ def bench_mujoco(args, log) -> dict:
     res = {"num_envs": args.num_envs, "threads": threads, "substeps": args.substeps,
            "timestep": model.opt.timestep, "steps_per_round": args.steps, "rounds": args.rounds,
            "task_reset_rate": task_runner.reset_rate, "replayed_resets": segment["resets"],
-           "replay_end_max_abs_diff": raws["replay"].replay_end_diff, "runs": {}}
+           "replay_end_max_abs_diff": raws["replay"].replay_end_diff, "task_rounds": args.task_rounds,
+           "task_segment_end_max_abs_diff": task_runner.segment_end_diff, "runs": {}}
     for name, v in samples.items():
         rate = task_runner.reset_rate if name == "task" else \
             raws[name[4:]].resets / max(1, raws[name[4:]].env_steps)
@@ -539,6 +590,11 @@ def print_report(results: dict, log) -> None:
             + ("replay ended bit for bit where the task did" if same == 0 else
                f"replay ended within {same:.3g} of the task's state") + f", {mj['replayed_resets']} resets "
             f"in {mj['steps_per_round']} steps); the other raw rows use random controls and their own reset rule")
+        if mj.get("task_rounds") == "segment":
+            seg_same = mj["task_segment_end_max_abs_diff"]
+            log("  task rounds: the recorded segment again from its start, "
+                + ("ending bit for bit where it first did" if seg_same == 0 else
+                   f"ending within {seg_same:.3g} of where it first did (not the replay's physics)"))
         log("  per-round task/replay ratios: " + ", ".join(f"{r:.3f}" for r in mj["round_ratios_vs_raw_task_replay"]))
         log(f"  engine.step share of task.step wall time = {mj['engine_share_of_task_step']:.3f} "
             "(the rest is task/VecTask Python+torch work; measured inside the same timed loop, so "
@@ -569,6 +625,9 @@ def parse_args(argv=None):
     p.add_argument("--dt", type=float, default=None, help="control period; default: the task config's sim.dt")
     p.add_argument("--raw-ctrl", choices=("random", "replay"), default="random",
                    help="raw engine controls: uniform in [-1, 1], or the task's own recorded controls")
+    p.add_argument("--task-rounds", choices=("segment", "continue"), default="segment",
+                   help="each timed task round: the recorded segment again from its start (the physics "
+                        "the replay row replays), or the task's run continued (the headline before 2026-12-07)")
     p.add_argument("--target", type=float, default=TARGET_RATIO, help="ratio the report checks against")
     p.add_argument("--engine", choices=("mujoco", "mjwarp", "both"), default="both")
     p.add_argument("--warp-num-envs", type=int, default=64)

@@ -18,11 +18,14 @@ def throughput():
 @pytest.mark.parametrize("threads", [1, 2])
 def test_replay_row_reproduces_the_task(throughput, threads):
     """Same start state, controls and resets: the bare rollout ends where the task did, bit for bit,
-    so the headline compares the task with the engine doing exactly the task's physics."""
+    and so does every timed task round, so the headline compares the task with the engine doing
+    exactly the task's physics."""
     args = throughput.parse_args(["--engine", "mujoco", "--num-envs", "8", "--steps", "40", "--rounds", "1",
                                   "--warmup", "40", "--threads", str(threads)])
     res = throughput.bench_mujoco(args, lambda s="": None)
     assert res["replayed_resets"] > 0                  # the segment includes falls and resets
     assert res["replay_end_max_abs_diff"] == 0.0
+    # and each timed task round re-ran that segment from its restored start, ending where it did
+    assert res["task_rounds"] == "segment" and res["task_segment_end_max_abs_diff"] == 0.0
     assert res["ratio"] == res["ratio_vs_raw_task_replay"]
     assert set(res["runs"]) == {"task", "raw_replay", "raw_none", "raw_rate", "raw_fall"}
