@@ -106,6 +106,15 @@ def validate(cfg: DictConfig) -> dict:
         check_run_llc(c["checkpoint"], (c["task"]["env"].get("llc") or {}).get("checkpoint", ""))
     llc_cfg = c["task"]["env"].get("llc") or {}
     algo = ((c["train"].get("params") or {}).get("algo") or {}).get("name")
+    if c.get("bc_init", ""):
+        if llc_cfg.get("checkpoint"):
+            raise UserError("bc_init starts a flat actor from demonstrations; a high level over an LLC starts "
+                            "from its skills with task.env.llc.match_init=DATASET instead")
+        if c["checkpoint"]:
+            raise UserError("bc_init and checkpoint both set the actor's start: give one of them")
+        if not os.path.isfile(c["bc_init"]):
+            raise UserError(f"bc_init: dataset not found: {c['bc_init']} (hrl-collect writes one)")
+        as_int(c.get("bc_epochs", 20), "bc_epochs", low=1)
     if llc_cfg.get("checkpoint"):
         from isaacgymenvs_hrl.hrl import MODES
         mode = llc_cfg.get("mode", "continuous")
@@ -233,8 +242,11 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
     def create_env(**kwargs):
         return first_env.pop() if first_env else make_env()
 
-    # skill matching (LDSE) or the skill prior (HeLMS) labels the data now: a bad dataset fails before any run folder
+    # skill matching (LDSE), the skill prior (HeLMS) or BC labels the data now: a bad dataset fails before any run folder
     init_actor = None
+    if c.get("bc_init", ""):
+        from isaacgymenvs_hrl.learning.actor_init import bc_init
+        init_actor = bc_init(c["bc_init"], int(c.get("bc_epochs", 20)), seed)
     if llc is not None and llc_cfg.get("match_init"):
         from isaacgymenvs_hrl.learning.actor_init import skill_matching_init
         init_actor = skill_matching_init(llc_cfg["match_init"], llc_cfg.get("match_encoder", ""), llc,

@@ -10,6 +10,9 @@ HeLMS (discrete mode) ships its skill prior p(y_t | y_{t-1}, x_t): run along eac
 (each step's previous skill is the prior's most likely one), it gives the skill distribution at
 every decision point, and the actor's logits are fitted to it by cross-entropy. The high level then
 starts as the prior that stacks zero-shot (what PPO keeps of it is measured in docs/skills.md).
+
+Flat PPO can start the same way from behaviour cloning (``bc_init``): its actor's mean is fitted to
+the demonstrations' actions, the baseline that skill methods are measured against as "BC fine-tuning".
 """
 from __future__ import annotations
 
@@ -57,7 +60,7 @@ def prior_targets(data: dict, llc, hl_obs_names, k: int) -> tuple[torch.Tensor, 
 
 
 def pretrain_actor(model, obs: torch.Tensor, targets: torch.Tensor, epochs: int = 200, lr: float = 1e-3,
-                   seed: int = 0, log=print, discrete: bool = False) -> float:
+                   seed: int = 0, log=print, discrete: bool = False, what: str = "skill matching") -> float:
     """Set rl-games' input normalizer from ``obs`` and fit the actor to ``targets``: its mean by MSE
     (continuous), or its logits to the target probabilities by cross-entropy (``discrete``).
     Returns the final loss. ``model`` is an rl-games A2C model (``algo.model``)."""
@@ -93,7 +96,7 @@ def pretrain_actor(model, obs: torch.Tensor, targets: torch.Tensor, epochs: int 
         log(f"skill prior: high-level actor fitted to {len(x)} decisions, cross-entropy {final:.4f} "
             f"(the targets' own entropy {entropy:.4f})")
     else:
-        log(f"skill matching: high-level actor fitted to {len(x)} matched latents, MSE {final:.4f} "
+        log(f"{what}: actor fitted to {len(x)} targets, MSE {final:.4f} "
             f"(target variance {float(targets.var(0).mean()):.4f})")
     return final
 
@@ -131,4 +134,20 @@ def skill_matching_init(dataset: str, encoder: str, llc, hl_obs_names, k: int, e
             raise UserError(f"skill matching: targets {tuple(targets.shape)} / observations {tuple(obs.shape)} "
                             f"do not fit the high level ({algo.actions_num} actions, {algo.obs_shape} obs)")
         pretrain_actor(algo.model, obs, targets, epochs=epochs, seed=seed)
+    return init
+
+
+def bc_init(dataset: str, epochs: int, seed: int):
+    """The callback that starts a flat actor by behaviour cloning: its mean regressed onto the actions
+    of ``dataset`` (hrl-collect of the same task: its observations are the task's), clipped to [-1, 1]."""
+    data, meta = load_dataset(dataset)
+    obs = torch.from_numpy(data["observations"].astype(np.float32))
+    actions = torch.from_numpy(data["actions"].astype(np.float32)).clamp(-1.0, 1.0)
+
+    def init(algo) -> None:
+        if actions.shape[1] != algo.actions_num or obs.shape[1] != algo.obs_shape[0]:
+            raise UserError(f"bc_init: {dataset} has {obs.shape[1]} observations and {actions.shape[1]} actions "
+                            f"per step, the task {algo.obs_shape[0]} and {algo.actions_num}; give a dataset "
+                            f"collected on this task (it was collected on {meta.get('task', 'another task')})")
+        pretrain_actor(algo.model, obs, actions, epochs=epochs, seed=seed, what="behaviour cloning")
     return init
