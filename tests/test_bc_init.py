@@ -2,6 +2,7 @@
 study), from a real hrl-collect dataset through a real hrl-train run."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import sys
 import pytest
 import torch
 
+from isaacgymenvs_hrl.datasets import load_dataset
 from isaacgymenvs_hrl.learning.checkpoints import load_checkpoint
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
@@ -30,14 +32,22 @@ def test_bc_init_fits_the_flat_actor_before_ppo(stack_data):
     """The log reports the fit; the first checkpoint's normalizer holds the dataset's statistics
     (set by the fit, then moved only by one epoch of rollouts)."""
     res = subprocess.run([*TRAIN, "task=FrankaStack", "bc_init=data.hdf5", "bc_epochs=5", "max_iterations=1",
-                          "experiment=bc"], cwd=stack_data, capture_output=True, text=True, timeout=600, env=ENV)
+                          "experiment=bc", "eval_summary=True", "task.env.episodeLength=20"],
+                         cwd=stack_data, capture_output=True, text=True, timeout=600, env=ENV)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-2000:]
     line = next(ln for ln in out.splitlines() if "behaviour cloning: actor fitted to" in ln)
     mse, var = float(line.split("MSE ")[1].split()[0]), float(line.split("target variance ")[1].rstrip(")"))
     assert mse < 0.5 * var, line                       # the actor learned the demonstrations' actions
-    ckpt = load_checkpoint(next((stack_data / "runs").glob("bc*/nn/bc.pth")))
+    run = next((stack_data / "runs").glob("bc*"))
+    ckpt = load_checkpoint(next(run.glob("nn/bc.pth")))
     assert torch.isfinite(ckpt["model"]["running_mean_std.running_mean"]).all()
+    # the fitted start is kept, and eval_summary's "untrained" column is that network, not a random one
+    start = load_checkpoint(run / "start_weights.pth")["model"]
+    data_mean = torch.from_numpy(load_dataset(stack_data / "data.hdf5")[0]["observations"]).double().mean(0)
+    torch.testing.assert_close(start["running_mean_std.running_mean"], data_mean)
+    summary = json.loads((run / "eval_summary.json").read_text())
+    assert summary["untrained_from"] == "start_weights.pth"
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -34,6 +34,20 @@ BOOL_KEYS = ("test", "headless", "multi_gpu", "capture_video", "torch_determinis
              "force_render", "eval_summary")
 
 
+def keep_start(init_actor, path: Path):
+    """``init_actor`` that also writes the network it fitted (rl-games' checkpoint layout, weights only)."""
+    import io
+
+    from isaacgymenvs_hrl.utils.atomic import write_bytes
+
+    def init_and_keep(algo) -> None:
+        init_actor(algo)
+        buf = io.BytesIO()
+        torch.save({"model": algo.model.state_dict()}, buf)
+        write_bytes(path, buf.getvalue())
+    return init_and_keep
+
+
 def validate(cfg: DictConfig) -> dict:
     """Check every setting before anything is built; returns the resolved config as plain dicts.
 
@@ -266,6 +280,9 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
             if c["capture_video"]:              # its recorder points at the other run's folder
                 first_env.pop().close()
         write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(c)))
+    if init_actor is not None and created:      # the fitted start, for eval_summary's "untrained" column
+        from isaacgymenvs_hrl.learning.evaluation import START_WEIGHTS
+        init_actor = keep_start(init_actor, run_dir / START_WEIGHTS)
     register_env(create_env)
     observer = HealthObserver(actions_per_step=steps if llc is not None else 1,
                               max_seconds=float(c["max_time"]) if c.get("max_time", "") != "" else None,

@@ -69,6 +69,10 @@ def format_summary(before: dict, after: dict, steps: int, dt: float) -> str:
     return "\n".join(lines)
 
 
+# written by hrl-train beside nn/ when the actor was fitted before PPO (bc_init, task.env.llc.match_init)
+START_WEIGHTS = "start_weights.pth"
+
+
 def latest_checkpoint(run_dir) -> str | None:
     from pathlib import Path
     files = sorted(Path(run_dir, "nn").glob("*.pth"), key=lambda p: p.stat().st_mtime)
@@ -77,7 +81,9 @@ def latest_checkpoint(run_dir) -> str | None:
 
 def summarize_run(make_env, params: dict, run_dir: str, seed: int, video: bool = True, log=print) -> dict:
     """Untrained vs trained policy of a finished ``hrl-train`` run (the newest checkpoint in nn/):
-    prints the table, writes ``eval_summary.json`` and, with a GL context, ``videos/trained.mp4``."""
+    prints the table, writes ``eval_summary.json`` and, with a GL context, ``videos/trained.mp4``.
+    "Untrained" is the network PPO started from: random weights, or the fitted start where the run
+    kept one (``START_WEIGHTS``)."""
     import json
     import os
 
@@ -88,7 +94,9 @@ def summarize_run(make_env, params: dict, run_dir: str, seed: int, video: bool =
     env = make_env()
     num_obs, num_actions, discrete = env_sizes(env)
     torch.manual_seed(seed)
-    untrained = build_network(params, num_obs, num_actions)
+    start = os.path.join(run_dir, START_WEIGHTS)
+    fitted = os.path.isfile(start)
+    untrained = load_network(params, num_obs, num_actions, start) if fitted else build_network(params, num_obs, num_actions)
     trained = load_network(params, num_obs, num_actions, ckpt_path)
     steps = int(env.max_episode_length)
     def policy(net):
@@ -106,8 +114,10 @@ def summarize_run(make_env, params: dict, run_dir: str, seed: int, video: bool =
             log(f"(no video: {type(exc).__name__}: {str(exc).splitlines()[0]})")
     after = rollout_summary(env, policy(trained), steps, frame, clip=not discrete)
     dt = float(getattr(env, "dt", 0.0))
-    log("\n" + format_summary(before, after, steps, dt))
-    result = {"checkpoint": ckpt_path, "steps": steps, "untrained": before, "trained": after}
+    log("\n" + format_summary(before, after, steps, dt)
+        + (f"\n  (untrained: the fitted start network, {START_WEIGHTS})" if fitted else ""))
+    result = {"checkpoint": ckpt_path, "steps": steps, "untrained": before, "trained": after,
+              "untrained_from": START_WEIGHTS if fitted else "random weights"}
     if frames:
         path = write_mp4(os.path.join(run_dir, "videos", "trained.mp4"), frames, max(1, int(round(1 / dt))))
         result["video"] = str(path)
