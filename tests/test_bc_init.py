@@ -31,11 +31,12 @@ def stack_data(tmp_path_factory):
 def test_bc_init_fits_the_flat_actor_before_ppo(stack_data):
     """The log reports the fit; the first checkpoint's normalizer holds the dataset's statistics
     (set by the fit, then moved only by one epoch of rollouts)."""
-    res = subprocess.run([*TRAIN, "task=FrankaStack", "bc_init=data.hdf5", "bc_epochs=5", "max_iterations=1",
+    res = subprocess.run([*TRAIN, "task=FrankaStack", "bc_init=data.hdf5", "bc_epochs=5", "max_iterations=2", "bc_warmup=1",
                           "experiment=bc", "eval_summary=True", "task.env.episodeLength=20"],
                          cwd=stack_data, capture_output=True, text=True, timeout=600, env=ENV)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-2000:]
+    assert "actor frozen for 1 epochs" in out and "epoch 1: actor unfrozen" in out, out[-2000:]
     line = next(ln for ln in out.splitlines() if "behaviour cloning: actor fitted to" in ln)
     mse, var = float(line.split("MSE ")[1].split()[0]), float(line.split("target variance ")[1].rstrip(")"))
     assert mse < 0.5 * var, line                       # the actor learned the demonstrations' actions
@@ -55,6 +56,7 @@ def test_bc_init_fits_the_flat_actor_before_ppo(stack_data):
     (["bc_init=data.hdf5", "task=FrankaStackHRL"], "bc_init starts a flat actor from demonstrations"),
     (["bc_init=data.hdf5", "task=HumanoidLocomotion"], "give a dataset collected on this task"),
     (["bc_init=data.hdf5", "bc_epochs=0"], "bc_epochs"),
+    (["bc_init=data.hdf5", "bc_warmup=-1"], "bc_warmup"),
 ])
 def test_bc_init_refuses_what_cannot_work_in_one_line(stack_data, extra, message):
     args = [*TRAIN, "task=FrankaStack", "max_iterations=1", *extra]

@@ -90,7 +90,8 @@ def stack_sweep(tmp_path_factory):
     collect = run([sys.executable, "-m", "isaacgymenvs_hrl.cli.collect", "task=FrankaStack", "policy=expert",
                    "num_envs=4", "num_episodes=4", "task.env.episodeLength=40", "output=datasets/stack.hdf5"], work)
     assert collect.returncode == 0, collect.stderr[-2000:]
-    args = ["run", "stack_methods", "arm=flat,bc_ft,helms_cat,helms_mix,helms_anchored_z,ldse,npmp", "setting=staged",
+    args = ["run", "stack_methods", "arm=flat,bc_ft,bc_ft_warm,helms_cat,helms_mix,helms_anchored_z,ldse,npmp",
+            "setting=staged",
             "seed=0", "out=sweep", *TINY]
     first = study(*args, *JOBLIB, cwd=work)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
@@ -227,17 +228,19 @@ def test_multires_sweep_fixes_or_draws_the_head(multires_sweep):
 
 def test_stack_methods_sweep_runs_every_arm(stack_sweep):
     work, _ = stack_sweep
-    k = {"flat": 1, "bc_ft": 1, "helms_cat": 5, "helms_mix": 5, "helms_anchored_z": 5, "ldse": 8, "npmp": 5}
+    k = {"flat": 1, "bc_ft": 1, "bc_ft_warm": 1, "helms_cat": 5, "helms_mix": 5, "helms_anchored_z": 5, "ldse": 8, "npmp": 5}
     check_results(work / "sweep", {(arm, "staged", "s0"): v for arm, v in k.items()})
     algos = {}
     for (arm, _, _), path in results(work / "sweep").items():
         cfg = run_config(path)
         assert cfg["task"]["env"]["rewardType"] == "staged"
-        assert cfg["bc_init"] == (str(work / "datasets" / "stack.hdf5") if arm == "bc_ft" else "")
+        assert cfg["bc_init"] == (str(work / "datasets" / "stack.hdf5") if arm.startswith("bc_ft") else "")
+        assert cfg["bc_warmup"] == (10 if arm == "bc_ft_warm" else 0)
         llc = cfg["task"]["env"]["llc"]
         algos[arm] = (llc["checkpoint"].split("/")[-1], llc["mode"] if llc["checkpoint"] else "", llc["prior"],
                       cfg["train"]["params"]["algo"]["name"])
     assert algos == {"flat": ("", "", False, "a2c_continuous"), "bc_ft": ("", "", False, "a2c_continuous"),
+                     "bc_ft_warm": ("", "", False, "a2c_continuous"),
                      "helms_cat": ("stack_helms", "discrete", True, "hrl_prior_discrete"),
                      "helms_mix": ("stack_helms", "mixture", False, "hrl_mixture"),
                      "helms_anchored_z": ("stack_helms", "continuous", True, "hrl_prior_continuous"),
@@ -268,7 +271,7 @@ def test_report_and_rerun_of_the_stacking_studies(multires_sweep, stack_sweep):
         assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
     # the commands written beside the tables rerun the sweeps: every cell is found done, nothing trains
     runs = sorted(mres.glob("sweep/*/*/*/runs/*")) + sorted(stack.glob("sweep/*/*/*/runs/*"))
-    for name, work, cells in (("multires", mres, 3), ("stack_methods", stack, 7)):
+    for name, work, cells in (("multires", mres, 3), ("stack_methods", stack, 8)):
         command = next(line for line in text.splitlines() if line.startswith(f"hrl-study run {name}"))
         rerun = study(*shlex.split(command)[1:], *JOBLIB, cwd=work)
         assert rerun.returncode == 0, rerun.stderr[-2000:]

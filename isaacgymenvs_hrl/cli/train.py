@@ -129,6 +129,7 @@ def validate(cfg: DictConfig) -> dict:
         if not os.path.isfile(c["bc_init"]):
             raise UserError(f"bc_init: dataset not found: {c['bc_init']} (hrl-collect writes one)")
         as_int(c.get("bc_epochs", 20), "bc_epochs", low=1)
+        as_int(c.get("bc_warmup", 0), "bc_warmup", low=0)
     if llc_cfg.get("checkpoint"):
         from isaacgymenvs_hrl.hrl import MODES
         mode = llc_cfg.get("mode", "continuous")
@@ -287,8 +288,9 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
     observer = HealthObserver(actions_per_step=steps if llc is not None else 1,
                               max_seconds=float(c["max_time"]) if c.get("max_time", "") != "" else None,
                               init_actor=init_actor,
-                              actor_warmup=as_int(llc_cfg.get("match_warmup", 0), "task.env.llc.match_warmup", low=0)
-                              if init_actor is not None else 0)
+                              actor_warmup=0 if init_actor is None else
+                              as_int(c.get("bc_warmup", 0), "bc_warmup", low=0) if c.get("bc_init", "") else
+                              as_int(llc_cfg.get("match_warmup", 0), "task.env.llc.match_warmup", low=0))
     try:
         if c["wandb_activate"] and rank == 0:
             try:
