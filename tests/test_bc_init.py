@@ -49,6 +49,11 @@ def test_bc_init_fits_the_flat_actor_before_ppo(stack_data):
     torch.testing.assert_close(start["running_mean_std.running_mean"], data_mean)
     summary = json.loads((run / "eval_summary.json").read_text())
     assert summary["untrained_from"] == "start_weights.pth"
+    # and hrl-eval reads it like any checkpoint of the run
+    ev = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.evaluate", str(run / "start_weights.pth"),
+                         "--episodes", "4", "--num-envs", "4", "--override", "task.env.episodeLength=20"],
+                        cwd=stack_data, capture_output=True, text=True, timeout=600, env=ENV)
+    assert ev.returncode == 0 and "4 episodes of FrankaStack: success" in ev.stdout, ev.stderr[-1500:]
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -20,10 +20,14 @@ from .checkpoints import CheckpointError, check_fits, load_checkpoint, require_p
 
 
 def run_config_path(checkpoint: str | os.PathLike) -> Path:
-    """``<name>.yaml`` beside a skill library policy, else the run's ``config.yaml`` beside ``nn/``."""
+    """``<name>.yaml`` beside a skill library policy, else the run's ``config.yaml``: beside ``nn/``
+    for its checkpoints, beside the file for the run's ``start_weights.pth``."""
     checkpoint = Path(checkpoint)
     beside = checkpoint.with_suffix(".yaml")
-    return beside if beside.is_file() else checkpoint.resolve().parent.parent / "config.yaml"
+    if beside.is_file():
+        return beside
+    folder = checkpoint.resolve().parent
+    return folder / "config.yaml" if (folder / "config.yaml").is_file() else folder.parent / "config.yaml"
 
 
 def read_run_config(checkpoint: str | os.PathLike, error: type[UserError] = UserError) -> dict:
