@@ -36,15 +36,11 @@ BOOL_KEYS = ("test", "headless", "multi_gpu", "capture_video", "torch_determinis
 
 def keep_start(init_actor, path: Path):
     """``init_actor`` that also writes the network it fitted (rl-games' checkpoint layout, weights only)."""
-    import io
-
-    from isaacgymenvs_hrl.utils.atomic import write_bytes
+    from isaacgymenvs_hrl.learning.checkpoints import atomic_torch_save
 
     def init_and_keep(algo) -> None:
         init_actor(algo)
-        buf = io.BytesIO()
-        torch.save({"model": algo.model.state_dict()}, buf)
-        write_bytes(path, buf.getvalue())
+        atomic_torch_save({"model": algo.model.state_dict()}, path)
     return init_and_keep
 
 
@@ -258,16 +254,19 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
         return first_env.pop() if first_env else make_env()
 
     # skill matching (LDSE), the skill prior (HeLMS) or BC labels the data now: a bad dataset fails before any run folder
-    init_actor = None
+    # (validate() checked bc_epochs and bc_warmup); actor_warmup: epochs after the fit in which only the value head learns
+    init_actor, actor_warmup = None, 0
     if c.get("bc_init", ""):
         from isaacgymenvs_hrl.learning.actor_init import bc_init
         init_actor = bc_init(c["bc_init"], int(c.get("bc_epochs", 20)), seed)
+        actor_warmup = int(c.get("bc_warmup", 0))
     if llc is not None and llc_cfg.get("match_init"):
         from isaacgymenvs_hrl.learning.actor_init import skill_matching_init
         init_actor = skill_matching_init(llc_cfg["match_init"], llc_cfg.get("match_encoder", ""), llc,
                                          first_env[0].hl_obs_names, steps,
                                          as_int(llc_cfg.get("match_epochs", 200), "task.env.llc.match_epochs", low=1),
                                          seed, llc_cfg.get("mode", "continuous"))
+        actor_warmup = as_int(llc_cfg.get("match_warmup", 0), "task.env.llc.match_warmup", low=0)
 
     # a run that fails before its first checkpoint leaves no run folder behind (test runs write none)
     keep_dir = (not c["test"] or c["capture_video"]) and rank == 0       # rank 0 writes for a multi-rank run
@@ -287,10 +286,7 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
     register_env(create_env)
     observer = HealthObserver(actions_per_step=steps if llc is not None else 1,
                               max_seconds=float(c["max_time"]) if c.get("max_time", "") != "" else None,
-                              init_actor=init_actor,
-                              actor_warmup=0 if init_actor is None else
-                              as_int(c.get("bc_warmup", 0), "bc_warmup", low=0) if c.get("bc_init", "") else
-                              as_int(llc_cfg.get("match_warmup", 0), "task.env.llc.match_warmup", low=0))
+                              init_actor=init_actor, actor_warmup=actor_warmup)
     try:
         if c["wandb_activate"] and rank == 0:
             try:
