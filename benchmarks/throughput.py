@@ -427,6 +427,10 @@ def bench_mujoco(args, log) -> dict:
     res["raw_ctrl"] = args.raw_ctrl
     res["ratio"] = res["ratio_vs_raw_task_replay"]
     res["engine_share_of_task_step"] = task_runner.engine_share
+    control_steps = task_runner.steps / args.num_envs
+    res["engine_ms_per_step"] = 1e3 * task_runner.engine_s / control_steps
+    res["task_work_ms_per_step"] = 1e3 * (task_runner.total_s - task_runner.engine_s) / control_steps
+    res["small_torch_ops_us"] = small_op_cost()
 
     if args.profile:
         res["profile"] = profile_task(task_runner, args.profile_steps, log)
@@ -446,6 +450,31 @@ def profile_task(task_runner: TaskRunner, nsteps: int, log) -> str:
     text = buf.getvalue()
     log(f"\n[profile] task.step x {nsteps}, top functions by own time:\n{text}")
     return text
+
+
+def small_op_cost(pause_s: float = 0.02, reps: int = 40) -> dict:
+    """Median CPU time of ten small torch ops (256 x 28 floats) back to back, and right after a busy
+    pause as long as a rollout call: how much this machine charges the task's per-step torch work
+    for running after the physics rather than in a tight loop."""
+    x, y = torch.rand(256, 28), torch.rand(256, 28)
+
+    def ten_ops() -> float:
+        t0 = time.thread_time()
+        a = x * 2.0 + y
+        b = torch.atan2(a, y).cos().exp()
+        c = torch.cat([a, b], -1).sum(-1).abs().clamp(0, 1) < 0.5
+        del c
+        return time.thread_time() - t0
+
+    def median_us(pause: float) -> float:
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            while time.perf_counter() - t < pause:
+                pass
+            times.append(ten_ops())
+        return 1e6 * statistics.median(times)
+    return {"back_to_back": median_us(0.0), "after_pause": median_us(pause_s), "pause_ms": 1e3 * pause_s}
 
 
 # ---- MuJoCo Warp: task vs bare loop -------------------------------------------------------------
@@ -604,6 +633,11 @@ def print_report(results: dict, log) -> None:
         log(f"  engine.step share of task.step wall time = {mj['engine_share_of_task_step']:.3f} "
             "(the rest is task/VecTask Python+torch work; measured inside the same timed loop, so "
             "it is robust to load on other cores)")
+        ops = mj["small_torch_ops_us"]
+        log(f"  per control step: engine.step {mj['engine_ms_per_step']:.2f} ms, the task's own work "
+            f"{mj['task_work_ms_per_step']:.2f} ms (at most {mj['engine_ms_per_step'] / 9:.2f} ms for a ratio "
+            f"of 0.9); ten small torch ops take {ops['back_to_back']:.0f} us back to back and "
+            f"{ops['after_pause']:.0f} us after a {ops['pause_ms']:.0f} ms pause on this machine")
         log(f"  median of {mj['rounds']} interleaved rounds x {mj['steps_per_round']} control steps; "
             f"timestep={mj['timestep']:.4g}s; task reset rate {100 * mj['task_reset_rate']:.2f}% "
             "of envs per control step")

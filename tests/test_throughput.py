@@ -29,3 +29,6 @@ def test_replay_row_reproduces_the_task(throughput, threads):
     assert res["task_rounds"] == "segment" and res["task_segment_end_max_abs_diff"] == 0.0
     assert res["ratio"] == res["ratio_vs_raw_task_replay"]
     assert set(res["runs"]) == {"task", "raw_replay", "raw_none", "raw_rate", "raw_fall"}
+    # the split of a step between the physics and the task's own work, and the machine's small-op cost
+    assert res["engine_ms_per_step"] > 0 and res["task_work_ms_per_step"] > 0
+    assert 0 < res["small_torch_ops_us"]["back_to_back"] and 0 < res["small_torch_ops_us"]["after_pause"]

@@ -9,6 +9,7 @@ MjModel copies on first use.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -75,6 +76,8 @@ class MujocoEngine(Engine):
         row = np.empty(nstate)
         mujoco.mj_getState(model, data, row, _FULL)
         self._state = np.tile(row, (num_envs, 1))                      # (N, nstate) float64
+        self._state_t = torch.from_numpy(self._state)                    # the same memory
+        self._qpos_t, self._qvel_t = self._state_t[:, self._sl_qpos], self._state_t[:, self._sl_qvel]
         self._nstep_alloc = 0
         self._ctrl64 = self._state_out = self._sens_out = None
 
@@ -94,11 +97,20 @@ class MujocoEngine(Engine):
         self._state_out = np.empty((n, nstep, self._state.shape[1]))
         self._sens_out = np.empty((n, nstep, m.nsensordata))
         self._nstep_alloc = nstep
+        # torch views of the same memory: after the physics the few copies below run as torch ops,
+        # whose code the task's own work is about to use, instead of numpy's
+        self._ctrl64_t = torch.from_numpy(self._ctrl64)
+        self._end_state_t = torch.from_numpy(self._state_out)[:, -1]
+        self._end_time_t = self._end_state_t[:, self._sl_time]
+        self._end_sens_t = torch.from_numpy(self._sens_out)[:, -1]
 
     def step(self, nsteps: int) -> None:
         if nsteps != self._nstep_alloc:
             self._alloc(nsteps)
-        self._ctrl64[:] = self.ctrl.detach().cpu().numpy()[:, None, :]
+        if self.device.type == "cpu":
+            self._ctrl64_t.copy_(self.ctrl.detach().unsqueeze(1))
+        else:
+            self._ctrl64[:] = self.ctrl.detach().cpu().numpy()[:, None, :]
         self._rollout(nsteps)
 
     def step_controls(self, ctrl_seq: torch.Tensor) -> None:
@@ -111,7 +123,6 @@ class MujocoEngine(Engine):
         self._rollout(nsteps)
 
     def _rollout(self, nsteps: int) -> None:
-        t_expected = self._state[:, self._sl_time] + nsteps * self.model.opt.timestep
         if self._env_datas is None:
             self._pool.rollout(self._models, self._datas, self._state, self._ctrl64, skip_checks=True,
                                nstep=nsteps, state=self._state_out, sensordata=self._sens_out)
@@ -120,17 +131,18 @@ class MujocoEngine(Engine):
         else:
             chunks = range(len(self._env_chunks))
             list(self._step_pool.map(self._rollout_own_data, chunks, [nsteps] * len(chunks)))
-        self._state[:] = self._state_out[:, -1]
         # MuJoCo resets an env's data when it diverges (bad qacc), which restarts its clock.
-        diverged = self._state[:, self._sl_time] < t_expected - 0.5 * self.model.opt.timestep
-        self._refresh(self._sens_out[:, -1])
-        if self.device.type == "cpu":       # numpy over the float32 values the tasks read
-            qvel = self.qvel.detach().numpy()
-            if not np.isfinite(qvel.sum()):     # a NaN or inf (or an overflowing sum): find the rows
-                diverged |= ~np.isfinite(qvel).all(-1)
-            self.unstable = torch.from_numpy(diverged)
+        elapsed = self._end_time_t - self._state_t.select(1, self._sl_time)
+        diverged = elapsed < (nsteps - 0.5) * self.model.opt.timestep
+        self._state_t.copy_(self._end_state_t)
+        self._refresh(self._end_sens_t)
+        if self.device.type == "cpu":
+            # MuJoCo resets NaN/inf states itself at the next step's checks: this catches the last one
+            if not math.isfinite(self.qvel.sum().item()):
+                diverged |= ~torch.isfinite(self.qvel).all(-1)
+            self.unstable = diverged
         else:
-            self.unstable = torch.from_numpy(diverged).to(self.device) | ~torch.isfinite(self.qvel).all(-1)
+            self.unstable = diverged.to(self.device) | ~torch.isfinite(self.qvel).all(-1)
 
     def _rollout_own_data(self, k: int, nsteps: int) -> None:
         """Step the envs of chunk ``k``, each on its own MjData (the rollout releases the GIL)."""
@@ -140,17 +152,11 @@ class MujocoEngine(Engine):
             roll.rollout([self._models[i]], [self._env_datas[i]], self._state[one], self._ctrl64[one],
                          skip_checks=True, nstep=nsteps, state=self._state_out[one], sensordata=self._sens_out[one])
 
-    def _refresh(self, sensordata: np.ndarray | None = None) -> None:
-        if self.device.type == "cpu":       # numpy casts float64 -> float32 into the tensors' memory
-            np.copyto(self.qpos.detach().numpy(), self._state[:, self._sl_qpos])
-            np.copyto(self.qvel.detach().numpy(), self._state[:, self._sl_qvel])
-            if sensordata is not None and self.model.nsensordata:
-                np.copyto(self.sensordata.detach().numpy(), sensordata)
-            return
-        self.qpos.copy_(torch.from_numpy(self._state[:, self._sl_qpos]))
-        self.qvel.copy_(torch.from_numpy(self._state[:, self._sl_qvel]))
+    def _refresh(self, sensordata: torch.Tensor | None = None) -> None:
+        self.qpos.copy_(self._qpos_t)
+        self.qvel.copy_(self._qvel_t)
         if sensordata is not None and self.model.nsensordata:
-            self.sensordata.copy_(torch.from_numpy(sensordata))
+            self.sensordata.copy_(sensordata)
 
     def reset_envs(self, env_ids: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
         ids = env_ids.detach().cpu().numpy()

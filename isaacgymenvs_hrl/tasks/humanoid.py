@@ -35,6 +35,7 @@ class Humanoid(HumanoidLocomotion):
         self.death_terms = torch.tensor([self.death_cost if k == "death" else 0.0 for k in REWARD_TERMS],
                                         device=self.device)
         self.forward_w = torch.tensor([1.0, 0.0, 0.0], device=self.device).repeat(self.num_envs, 1)   # (N, 3)
+        self.up_w = torch.tensor([0.0, 0.0, 1.0], device=self.device).repeat(self.num_envs, 1)        # (N, 3)
         self.dof_span = self.dof_high - self.dof_low
 
     def post_physics_step(self):

@@ -103,7 +103,7 @@ class HumanoidHeading(HumanoidLocomotion):
         task_obs = torch.stack([torch.cos(rel_dir), torch.sin(rel_dir), self.target_speed,
                                 torch.cos(rel_face), torch.sin(rel_face)], dim=-1)
         self.obs_buf[:] = compute_locomotion_observations(
-            qpos, self.engine.qvel, task_obs, self.dof_vel_scale, self.ang_vel_scale, self.down_w)
+            qpos, self.engine.qvel, task_obs, self.dof_vel_scale, self.ang_vel_scale)
 
 
 @torch.jit.script

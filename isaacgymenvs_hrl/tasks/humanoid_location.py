@@ -82,7 +82,7 @@ class HumanoidLocation(HumanoidLocomotion):
         dist = offset_h.norm(dim=-1, keepdim=True)
         task_obs = torch.cat([offset_h * (5.0 / dist.clamp_min(5.0)), dist], -1)
         self.obs_buf[:] = compute_locomotion_observations(
-            qpos, self.engine.qvel, task_obs, self.dof_vel_scale, self.ang_vel_scale, self.down_w)
+            qpos, self.engine.qvel, task_obs, self.dof_vel_scale, self.ang_vel_scale)
 
 
 @torch.jit.script

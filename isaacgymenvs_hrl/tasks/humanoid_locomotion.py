@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..paths import asset_path
-from ..utils.torch_jit_utils import quat_from_yaw, quat_rotate, quat_rotate_inverse, world_to_heading, yaw_from_quat
+from ..utils.torch_jit_utils import heading_and_tilt, quat_from_yaw, world_to_heading
 from .base.vec_task import TaskConfigError, VecTask
 
 REWARD_TERMS = ("lin_vel", "progress", "yaw_rate", "alive", "upright", "effort", "energy", "death")
@@ -93,8 +93,6 @@ class HumanoidLocomotion(VecTask):
         self.kv = torch.tensor(-m.actuator_biasprm[:, 2], dtype=torch.float32, device=dev)
         self.torque_limit = torch.tensor(self.motor_gear, dtype=torch.float32, device=dev)
         self.neg_torque_limit = -self.torque_limit
-        self.up_w = torch.tensor([0.0, 0.0, 1.0], device=dev).repeat(n, 1)     # (N, 3) world up
-        self.down_w = -self.up_w                                                 # (N, 3) world down
         # pd servo targets in actuator order: the standing pose and the joint limits
         self.ctrl_target0 = self.default_qpos[7:][self.act_dof]
         self.ctrl_low, self.ctrl_high = self.dof_low[self.act_dof], self.dof_high[self.act_dof]
@@ -207,7 +205,7 @@ class HumanoidLocomotion(VecTask):
         resample = (self.progress_buf % self.resample_steps) == 0
         rew, terms, fallen = compute_locomotion_reward(
             qpos, qvel, self.actions, self.joint_torques(), self.actuated(qvel[:, 6:]), self.commands,
-            self.termination_height, self.reward_scale_vec, self.up_w)
+            self.termination_height, self.reward_scale_vec)
         self.rew_buf.copy_(rew)
         self.reset_buf.copy_(fallen)
         self.episode_sums += terms
@@ -242,20 +240,18 @@ class HumanoidLocomotion(VecTask):
 
     def compute_observations(self):
         self.obs_buf.copy_(compute_locomotion_observations(
-            self.engine.qpos, self.engine.qvel, self.commands, self.dof_vel_scale, self.ang_vel_scale, self.down_w))
+            self.engine.qpos, self.engine.qvel, self.commands, self.dof_vel_scale, self.ang_vel_scale))
 
 
 # ---- batched math -------------------------------------------------------------------------
 @torch.jit.script
 def compute_locomotion_observations(qpos: torch.Tensor, qvel: torch.Tensor, commands: torch.Tensor,
-                                    dof_vel_scale: float, ang_vel_scale: float, down_w: torch.Tensor) -> torch.Tensor:
-    """``down_w`` (N, 3): world -z."""
+                                    dof_vel_scale: float, ang_vel_scale: float) -> torch.Tensor:
     # narrow: one view op, where x[:, a:b] is two in TorchScript
-    quat = qpos.narrow(1, 3, 4)                                          # (N, 4) wxyz, torso
-    gravity_b = quat_rotate_inverse(quat, down_w)                        # (N, 3)
-    lin_vel_h = world_to_heading(qvel.narrow(1, 0, 3), yaw_from_quat(quat))   # (N, 3)
+    yaw, tilt = heading_and_tilt(qpos.narrow(1, 3, 4))                  # torso; tilt = -gravity direction
+    lin_vel_h = world_to_heading(qvel.narrow(1, 0, 3), yaw)              # (N, 3)
     ang_vel_b = qvel.narrow(1, 3, 3) * ang_vel_scale                     # MuJoCo: free joint w is local
-    return torch.cat([qpos.narrow(1, 2, 1), gravity_b, lin_vel_h, ang_vel_b, qpos.narrow(1, 7, qpos.size(1) - 7),
+    return torch.cat([qpos.narrow(1, 2, 1), -tilt, lin_vel_h, ang_vel_b, qpos.narrow(1, 7, qpos.size(1) - 7),
                       qvel.narrow(1, 6, qvel.size(1) - 6) * dof_vel_scale, commands], dim=-1)
 
 
@@ -263,21 +259,20 @@ def compute_locomotion_observations(qpos: torch.Tensor, qvel: torch.Tensor, comm
 def achieved_velocity(qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
     """(vx, vy) of the torso in the heading frame and its world yaw rate, (N, 3): what the command
     (vx, vy, yaw rate) asks for."""
-    quat = qpos[:, 3:7]
-    lin_vel_h = world_to_heading(qvel[:, 0:3], yaw_from_quat(quat))
-    return torch.cat([lin_vel_h[:, 0:2], quat_rotate(quat, qvel[:, 3:6])[:, 2:3]], dim=-1)
+    yaw, tilt = heading_and_tilt(qpos.narrow(1, 3, 4))
+    lin_vel_h = world_to_heading(qvel.narrow(1, 0, 3), yaw).narrow(1, 0, 2)
+    return torch.cat([lin_vel_h, (tilt * qvel.narrow(1, 3, 3)).sum(-1, keepdim=True)], dim=-1)
 
 
 @torch.jit.script
 def compute_locomotion_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: torch.Tensor,
                               torques: torch.Tensor, act_vel: torch.Tensor, commands: torch.Tensor,
-                              termination_height: float, scales: torch.Tensor, up_w: torch.Tensor):
+                              termination_height: float, scales: torch.Tensor):
     """Reward, per-term weighted values (N, terms) in REWARD_TERMS order, and the fall mask.
-    ``act_vel`` (N, nu): velocities of the actuated joints; ``up_w`` (N, 3): world z."""
-    quat = qpos.narrow(1, 3, 4)          # narrow: one view op, where [:, a:b] is two in TorchScript
-    achieved = achieved_velocity(qpos, qvel)
-    lin_vel_h, yaw_rate_w = achieved.narrow(1, 0, 2), achieved.select(1, 2)
-    up = quat_rotate(quat, up_w).select(1, 2)
+    ``act_vel`` (N, nu): velocities of the actuated joints."""
+    yaw, tilt = heading_and_tilt(qpos.narrow(1, 3, 4))
+    lin_vel_h = world_to_heading(qvel.narrow(1, 0, 3), yaw).narrow(1, 0, 2)
+    yaw_rate_w = (tilt * qvel.narrow(1, 3, 3)).sum(-1)                 # world z of the local angular velocity
     fallen = qpos.select(1, 2) < termination_height
     cmd_xy = commands.narrow(1, 0, 2)
     lin_err = torch.sum((lin_vel_h - cmd_xy) ** 2, dim=-1)
@@ -286,13 +281,13 @@ def compute_locomotion_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: t
     # where the tracking kernel alone lets standing still collect exp(-|cmd|^2 / 0.25)
     speed = torch.norm(cmd_xy, dim=-1)
     along = torch.sum(lin_vel_h * cmd_xy, dim=-1) / speed.clamp_min(0.1)
-    progress = torch.where(speed > 0.05, torch.minimum(along, speed) - speed, torch.zeros_like(speed))
+    progress = torch.where(speed > 0.05, torch.minimum(along, speed) - speed, 0.0)
     terms = torch.stack([
-        torch.exp(-lin_err / 0.25),
+        torch.exp(-4.0 * lin_err),                                                  # exp(-err / 0.25)
         progress,
-        torch.exp(-yaw_err / 0.25),
+        torch.exp(-4.0 * yaw_err),
         torch.ones_like(lin_err),
-        up,
+        tilt.select(1, 2),                                                          # torso z . world z
         torch.sum(actions ** 2, dim=-1),
         0.001 * torch.sum(torch.abs(torques * act_vel), dim=-1),                    # kW
         fallen.float(),

@@ -1,4 +1,6 @@
 """Batched rotation math for MuJoCo quaternions, (w, x, y, z). Shapes: q (N, 4), v (N, 3)."""
+from typing import Tuple
+
 import torch
 
 
@@ -26,12 +28,23 @@ def yaw_from_quat(q: torch.Tensor) -> torch.Tensor:
 
 
 @torch.jit.script
+def heading_and_tilt(q: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Heading angle about world z (N,) and world z in the body frame (N, 3), the bottom row of the
+    rotation matrix, from one set of quaternion products: ``yaw_from_quat`` with
+    ``quat_rotate_inverse(q, z)`` (minus gravity's direction), or ``quat_rotate(q, v)[:, 2] =
+    (tilt * v).sum(-1)``, without the cross products."""
+    w, x, y, z = q.unbind(1)
+    yaw = torch.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+    tilt = torch.stack([2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)], dim=-1)
+    return yaw, tilt
+
+
+@torch.jit.script
 def world_to_heading(v_w: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
     """Express world vectors in the yaw-only heading frame (x forward, z up)."""
     c, s = torch.cos(yaw), torch.sin(yaw)
-    x = c * v_w[:, 0] + s * v_w[:, 1]
-    y = -s * v_w[:, 0] + c * v_w[:, 1]
-    return torch.stack([x, y, v_w[:, 2]], dim=-1)
+    vx, vy = v_w.select(1, 0), v_w.select(1, 1)
+    return torch.stack([c * vx + s * vy, c * vy - s * vx, v_w.select(1, 2)], dim=-1)
 
 
 @torch.jit.script
