@@ -124,6 +124,11 @@ def world(tmp_path_factory):
     finally:
         os.chdir(cwd)
     ckpt = sorted(d.glob("runs/same_*/nn/*.pth"))[-1]
+    # its TensorBoard file is complete when train.run returns (the tests below compare the folder
+    # before and after a command; a background flush two minutes later would look like a write)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    (events,) = ckpt.parent.parent.glob("summaries/events.out.tfevents*")
+    assert [e.value for e in EventAccumulator(str(events)).Reload().Scalars("info/epochs")] == [1.0]
     run = load_run(ckpt)
     onnx, _ = export_policy(run, d / "policy.onnx", fmt="onnx", part="full")
     run.task.close()

@@ -303,9 +303,11 @@ def run(cfg: DictConfig, overrides: list | None = None) -> None:
         runner.run({"train": not c["test"], "play": c["test"], "checkpoint": c["checkpoint"] or None,
                     "sigma": c["sigma"] if c["sigma"] != "" else None})
     except BaseException:
+        observer.close()
         if created and not list(run_dir.glob("nn/*.pth")):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    observer.close()
     if not c["test"] and rank == 0:
         finished = finish_checkpoints(run_dir / "nn", name)
         if finished is not None:

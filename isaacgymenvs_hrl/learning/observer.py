@@ -151,6 +151,13 @@ class HealthObserver(IsaacAlgoObserver):
                 "normalizer and weights, lower train.params.config.learning_rate, or resume from an "
                 "earlier checkpoint in the run's nn/ folder")
 
+    def close(self) -> None:
+        """Flush and close the run's TensorBoard file: rl-games leaves it open to a background flush
+        every two minutes, so an in-process run would end with its last scalars not yet on disk."""
+        writer = getattr(self, "writer", None)
+        if writer is not None:
+            writer.close()
+
     def summary(self) -> str:
         """The run's totals, over every rank of a multi-rank run (call it on every rank)."""
         from .distributed import sum_over_ranks
