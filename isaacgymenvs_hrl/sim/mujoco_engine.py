@@ -107,10 +107,7 @@ class MujocoEngine(Engine):
     def step(self, nsteps: int) -> None:
         if nsteps != self._nstep_alloc:
             self._alloc(nsteps)
-        if self.device.type == "cpu":
-            self._ctrl64_t.copy_(self.ctrl.detach().unsqueeze(1))
-        else:
-            self._ctrl64[:] = self.ctrl.detach().cpu().numpy()[:, None, :]
+        self._ctrl64_t.copy_(self.ctrl.detach().unsqueeze(1))
         self._rollout(nsteps)
 
     def step_controls(self, ctrl_seq: torch.Tensor) -> None:
@@ -118,7 +115,7 @@ class MujocoEngine(Engine):
         nsteps = ctrl_seq.shape[1]
         if nsteps != self._nstep_alloc:
             self._alloc(nsteps)
-        self._ctrl64[:] = ctrl_seq.detach().cpu().numpy()
+        self._ctrl64_t.copy_(ctrl_seq.detach())
         self.ctrl[:] = ctrl_seq[:, -1]
         self._rollout(nsteps)
 

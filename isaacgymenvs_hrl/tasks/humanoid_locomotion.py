@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -256,12 +257,21 @@ def compute_locomotion_observations(qpos: torch.Tensor, qvel: torch.Tensor, comm
 
 
 @torch.jit.script
+def torso_motion(qpos: torch.Tensor, qvel: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The torso's (vx, vy) in the heading frame (N, 2), its world yaw rate (N,) and its tilt (N, 3),
+    world z in the torso frame."""
+    yaw, tilt = heading_and_tilt(qpos.narrow(1, 3, 4))
+    lin_vel_h = world_to_heading(qvel.narrow(1, 0, 3), yaw).narrow(1, 0, 2)
+    yaw_rate_w = (tilt * qvel.narrow(1, 3, 3)).sum(-1)                 # world z of the local angular velocity
+    return lin_vel_h, yaw_rate_w, tilt
+
+
+@torch.jit.script
 def achieved_velocity(qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
     """(vx, vy) of the torso in the heading frame and its world yaw rate, (N, 3): what the command
     (vx, vy, yaw rate) asks for."""
-    yaw, tilt = heading_and_tilt(qpos.narrow(1, 3, 4))
-    lin_vel_h = world_to_heading(qvel.narrow(1, 0, 3), yaw).narrow(1, 0, 2)
-    return torch.cat([lin_vel_h, (tilt * qvel.narrow(1, 3, 3)).sum(-1, keepdim=True)], dim=-1)
+    lin_vel_h, yaw_rate_w, _ = torso_motion(qpos, qvel)
+    return torch.cat([lin_vel_h, yaw_rate_w.unsqueeze(-1)], dim=-1)
 
 
 @torch.jit.script
@@ -270,9 +280,7 @@ def compute_locomotion_reward(qpos: torch.Tensor, qvel: torch.Tensor, actions: t
                               termination_height: float, scales: torch.Tensor):
     """Reward, per-term weighted values (N, terms) in REWARD_TERMS order, and the fall mask.
     ``act_vel`` (N, nu): velocities of the actuated joints."""
-    yaw, tilt = heading_and_tilt(qpos.narrow(1, 3, 4))
-    lin_vel_h = world_to_heading(qvel.narrow(1, 0, 3), yaw).narrow(1, 0, 2)
-    yaw_rate_w = (tilt * qvel.narrow(1, 3, 3)).sum(-1)                 # world z of the local angular velocity
+    lin_vel_h, yaw_rate_w, tilt = torso_motion(qpos, qvel)
     fallen = qpos.select(1, 2) < termination_height
     cmd_xy = commands.narrow(1, 0, 2)
     lin_err = torch.sum((lin_vel_h - cmd_xy) ** 2, dim=-1)

@@ -30,13 +30,11 @@ def yaw_from_quat(q: torch.Tensor) -> torch.Tensor:
 @torch.jit.script
 def heading_and_tilt(q: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Heading angle about world z (N,) and world z in the body frame (N, 3), the bottom row of the
-    rotation matrix, from one set of quaternion products: ``yaw_from_quat`` with
-    ``quat_rotate_inverse(q, z)`` (minus gravity's direction), or ``quat_rotate(q, v)[:, 2] =
-    (tilt * v).sum(-1)``, without the cross products."""
+    rotation matrix: ``quat_rotate_inverse(q, z)`` (minus gravity's direction), and
+    ``quat_rotate(q, v)[:, 2] = (tilt * v).sum(-1)``, without the cross products."""
     w, x, y, z = q.unbind(1)
-    yaw = torch.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
     tilt = torch.stack([2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)], dim=-1)
-    return yaw, tilt
+    return yaw_from_quat(q), tilt
 
 
 @torch.jit.script
