@@ -142,7 +142,7 @@ def test_d4rl_file_round_trip(rollout, tmp_path):
 def test_cli_imports_and_reports_errors(rollout, tmp_path):
     src = write_minari(tmp_path / "ds", rollout)
     run = lambda *args: subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.import_dataset", *args],
-                                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
     res = run(f"source={src}", f"output={tmp_path / 'cli.hdf5'}", "control_dt=0.02", "control_type=joint_position")
     assert res.returncode == 0, res.stderr[-2000:]
     assert "wrote" in res.stdout and "proprio" in res.stdout

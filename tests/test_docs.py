@@ -229,7 +229,7 @@ def test_the_docs_site_builds_without_warnings(tmp_path):
     fails (mkdocs is in the [test] extra: without it this fails, it does not skip)."""
     run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site"),
                           "--config-file", str(ROOT / "mkdocs.yml")], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+                         timeout=300)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log
     assert "WARNING" not in log, log

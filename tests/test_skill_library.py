@@ -121,12 +121,12 @@ def test_a_library_llc_of_the_wrong_robot_is_refused_by_name():
 
 def test_listing_command_prints_the_table():
     out = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.library", "list"], capture_output=True,
-                         text=True, timeout=120)
+                         text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     for name in ENTRIES:
         assert name in out.stdout
     shown = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.cli.library", "show", LLCS[0]],
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=300)
     assert json.loads(shown.stdout)["sha256"] == ENTRIES[LLCS[0]]["sha256"]
 
 

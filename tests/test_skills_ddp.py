@@ -27,7 +27,7 @@ def dataset(tmp_path_factory):
     out = cwd / "walk.hdf5"
     res = subprocess.run([sys.executable, "-m", "isaacgymenvs_hrl.collect", "task=HumanoidLocomotion", "num_envs=4",
                           "num_episodes=4", "task.env.episodeLength=40", f"output={out}"],
-                         cwd=cwd, capture_output=True, text=True, timeout=120)
+                         cwd=cwd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     return out
 
